@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Verbs of the `reel` command; each lives in cli/cmd_<verb>.c and returns the exit status. */
+#ifndef REEL_CLI_H
+#define REEL_CLI_H
+
+#define REEL_VERSION_STRING "0.1.0"
+
+#endif

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `reel` command: dispatches to one verb per file (cli/cmd_*.c). This folder
+ * is the only place in reel that calls exit().
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} verb;
+
+static int cmd_version(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  printf("reel %s\n", REEL_VERSION_STRING);
+  return 0;
+}
+
+static const verb verbs[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: reel <verb> [options]\n\nverbs:\n");
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+  fprintf(f, "\nRun 'reel <verb> --help' for the options of a verb.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version")) return cmd_version(0, NULL);
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    if (!strcmp(argv[1], verbs[i].name)) exit(verbs[i].run(argc - 1, argv + 1));
+  fprintf(stderr, "reel: unknown verb '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Job spec parsing and validation, round trip through JSON, allocation failures. */
+#include <string.h>
+
+#include "reel/alloc.h"
+#include "reel/jobspec.h"
+#include "testutil.h"
+
+static reel_status parse_spec(const char *text, reel_jobspec *spec, reel_error *err) {
+  json_t *o = NULL;
+  reel_status st = reel_json_parse(text, strlen(text), "job", &o, err);
+  if (st) return st;
+  st = reel_jobspec_from_json(o, "job", NULL, spec, err);
+  json_decref(o);
+  return st;
+}
+
+static void test_full_spec(void **state) {
+  (void)state;
+  reel_jobspec s;
+  reel_jobspec_init(&s);
+  reel_error err;
+  reel_error_clear(&err);
+  const char *text = "{\"prompt\":\"a red circle\",\"model\":\"wan\",\"width\":832,\"height\":480,\"frames\":81,"
+                     "\"fps\":16,\"steps\":30,\"guidance\":5.0,\"shift\":3.0,\"sampler\":\"euler\",\"seed\":42,"
+                     "\"codec\":\"hevc\",\"container\":\"mkv\",\"crf\":20,\"class\":\"batch\",\"priority\":3,"
+                     "\"idempotency_key\":\"k-1\",\"region\":\"eu-west\",\"deadline_ms\":60000}";
+  assert_int_equal(parse_spec(text, &s, &err), REEL_OK);
+  assert_string_equal(s.prompt, "a red circle");
+  assert_int_equal(s.width, 832);
+  assert_int_equal(s.frames, 81);
+  assert_int_equal(s.sampler, REEL_SAMPLER_EULER);
+  assert_int_equal(s.codec, REEL_CODEC_HEVC);
+  assert_int_equal(s.job_class, REEL_CLASS_BATCH);
+  assert_true(s.seed_set && s.seed == 42);
+  /* Round trip. */
+  json_t *o = reel_jobspec_to_json(&s);
+  reel_jobspec t;
+  reel_jobspec_init(&t);
+  assert_int_equal(reel_jobspec_from_json(o, "job", NULL, &t, &err), REEL_OK);
+  json_decref(o);
+  assert_string_equal(t.region, "eu-west");
+  assert_int_equal(t.deadline_ms, 60000);
+  assert_true(t.guidance == 5.0 && t.shift == 3.0);
+  reel_jobspec_fini(&t);
+  reel_jobspec_fini(&s);
+}
+
+static void expect_error(const char *text, reel_status code, const char *field) {
+  reel_jobspec s;
+  reel_jobspec_init(&s);
+  reel_error err;
+  reel_error_clear(&err);
+  assert_int_equal(parse_spec(text, &s, &err), code);
+  assert_string_equal(err.field, field);
+  assert_null(s.prompt);
+  reel_jobspec_fini(&s);
+}
+
+static void test_rejections(void **state) {
+  (void)state;
+  expect_error("{}", REEL_EINVAL, "job.prompt");
+  expect_error("{\"prompt\":\"x\",\"frames\":5000}", REEL_ERANGE, "job.frames");
+  expect_error("{\"prompt\":\"x\",\"frames\":\"ten\"}", REEL_EINVAL, "job.frames");
+  expect_error("{\"prompt\":\"x\",\"width\":33}", REEL_EINVAL, "job.width");
+  expect_error("{\"prompt\":\"x\",\"sampler\":\"magic\"}", REEL_EINVAL, "job.sampler");
+  expect_error("{\"prompt\":\"x\",\"bogus\":1}", REEL_EINVAL, "job.bogus");
+  expect_error("{\"prompt\":\"x\",\"seed\":-1}", REEL_EINVAL, "job.seed");
+  expect_error("{\"prompt\":\"x\",\"codec\":\"h264\",\"container\":\"webm\"}", REEL_EINVAL, "job.container");
+  expect_error("{\"prompt\":\"x\",\"region\":\"eu west\"}", REEL_EINVAL, "job.region");
+  expect_error("{\"prompt\":\"x\",\"fps\":0.5}", REEL_ERANGE, "job.fps");
+  expect_error("{\"prompt\":\"a\\u0000b\"}", REEL_EINVAL, "job.prompt");
+  char big[9000 + 32];
+  strcpy(big, "{\"prompt\":\"");
+  memset(big + 11, 'a', 9000);
+  strcpy(big + 11 + 9000, "\"}");
+  expect_error(big, REEL_ELIMIT, "job.prompt");
+}
+
+static void test_alloc_failures_do_not_leak(void **state) {
+  (void)state;
+  const char *text = "{\"prompt\":\"p\",\"negative_prompt\":\"n\",\"model\":\"m\",\"output\":\"o\",\"preset\":\"fast\"}";
+  for (long i = 0; i < 12; i++) {
+    reel_jobspec s;
+    reel_jobspec_init(&s);
+    json_t *o = NULL;
+    assert_int_equal(reel_json_parse(text, strlen(text), "job", &o, NULL), REEL_OK);
+    reel_alloc_fail_after(i, 0);
+    reel_status st = reel_jobspec_from_json(o, "job", NULL, &s, NULL);
+    reel_alloc_fail_after(-1, 0);
+    assert_true(st == REEL_OK || st == REEL_ENOMEM);
+    if (st == REEL_OK) assert_string_equal(s.preset, "fast");
+    reel_jobspec_fini(&s);
+    json_decref(o);
+  }
+}
+
+static void test_parse_size(void **state) {
+  (void)state;
+  int w, h;
+  assert_int_equal(reel_parse_size("832x480", &w, &h), REEL_OK);
+  assert_int_equal(w, 832);
+  assert_int_equal(h, 480);
+  assert_int_equal(reel_parse_size("832", &w, &h), REEL_EINVAL);
+  assert_int_equal(reel_parse_size("0x4", &w, &h), REEL_EINVAL);
+  assert_int_equal(reel_parse_size("8x4junk", &w, &h), REEL_EINVAL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_full_spec),
+      cmocka_unit_test(test_rejections),
+      cmocka_unit_test(test_alloc_failures_do_not_leak),
+      cmocka_unit_test(test_parse_size),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
