@@ -88,10 +88,17 @@ static reel_status file_seek(reel_sink *s, int64_t offset, int whence, int64_t *
   file_sink *fs = (file_sink *)s;
   int64_t base;
   switch (whence) {
-    case SEEK_SET: base = 0; break;
-    case SEEK_CUR: base = fs->pos; break;
-    case SEEK_END: base = fs->size; break;
-    default: return reel_error_set(err, REEL_EINVAL, "whence", "must be SEEK_SET, SEEK_CUR or SEEK_END, got %d", whence);
+    case SEEK_SET:
+      base = 0;
+      break;
+    case SEEK_CUR:
+      base = fs->pos;
+      break;
+    case SEEK_END:
+      base = fs->size;
+      break;
+    default:
+      return reel_error_set(err, REEL_EINVAL, "whence", "must be SEEK_SET, SEEK_CUR or SEEK_END, got %d", whence);
   }
   if ((offset > 0 && base > INT64_MAX - offset) || base + offset < 0)
     return reel_error_set(err, REEL_EINVAL, "offset", "'%s': seek to %lld%+lld is outside 0..%lld", fs->url,
@@ -195,9 +202,12 @@ static void file_abort(reel_sink *s) {
   file_sink_free(fs);
 }
 
-static const reel_sink_ops file_ops = {
-    .scheme = "file", .write = file_write, .seek = file_seek, .read = file_read, .close = file_close,
-    .abort = file_abort};
+static const reel_sink_ops file_ops = {.scheme = "file",
+                                       .write = file_write,
+                                       .seek = file_seek,
+                                       .read = file_read,
+                                       .close = file_close,
+                                       .abort = file_abort};
 
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';

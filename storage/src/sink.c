@@ -71,8 +71,7 @@ reel_status reel_sink_open(const char *url, const reel_sink_options *opts, reel_
     }
     return st;
   }
-  return reel_error_set(err, REEL_EUNSUPPORTED, "url", "'%s': unknown scheme '%s' (supported: file, s3)", url,
-                        scheme);
+  return reel_error_set(err, REEL_EUNSUPPORTED, "url", "'%s': unknown scheme '%s' (supported: file, s3)", url, scheme);
 }
 
 reel_status reel_sink_write(reel_sink *s, const void *data, size_t len, reel_error *err) {

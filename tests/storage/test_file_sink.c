@@ -232,8 +232,9 @@ static void expect_bad(const char *url, reel_status code, const char *needle) {
   reel_sink *s = (reel_sink *)(uintptr_t)1;
   reel_error err = {0};
   reel_status st = reel_sink_open(url, NULL, &s, &err);
-  if (st != code) fail_msg("url '%s': got %s (%s), want %s", url ? url : "(null)", reel_status_name(st), err.msg,
-                           reel_status_name(code));
+  if (st != code)
+    fail_msg("url '%s': got %s (%s), want %s", url ? url : "(null)", reel_status_name(st), err.msg,
+             reel_status_name(code));
   assert_null(s);
   assert_string_equal(err.field, "url");
   if (needle && !strstr(err.msg, needle)) fail_msg("url '%s': message '%s' lacks '%s'", url, err.msg, needle);

@@ -17,7 +17,7 @@ extern "C" {
 #endif
 
 #define REEL_SHA256_BYTES 32
-#define REEL_SHA256_HEX 65 /* 64 hex digits + NUL */
+#define REEL_SHA256_HEX   65 /* 64 hex digits + NUL */
 
 typedef struct reel_sha256 {
   uint32_t h[8];     /* chaining state */

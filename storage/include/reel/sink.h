@@ -33,9 +33,9 @@ typedef struct reel_sink reel_sink;
 
 /* What a committed object ended up as. */
 typedef struct reel_sink_result {
-  char url[1024];        /* canonical URL of the object (file:///abs/path or s3://bucket/key) */
-  uint64_t bytes;        /* total bytes written */
-  char sha256[65];       /* hex SHA-256 of the whole object */
+  char url[1024];  /* canonical URL of the object (file:///abs/path or s3://bucket/key) */
+  uint64_t bytes;  /* total bytes written */
+  char sha256[65]; /* hex SHA-256 of the whole object */
 } reel_sink_result;
 
 typedef struct reel_sink_ops {
