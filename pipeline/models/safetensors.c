@@ -30,13 +30,13 @@ typedef struct st_meta {
 } st_meta;
 
 struct reel_safetensors {
-  char *path;            /* owned copy of the name given to open */
-  const uint8_t *base;   /* the whole file: mapped, or borrowed from the caller */
-  size_t size;           /* bytes at base */
-  int mapped;            /* base is our mapping: munmap on close */
-  uint64_t header_size;  /* N */
-  const uint8_t *data;   /* base + 8 + N */
-  uint64_t data_size;    /* size - 8 - N */
+  char *path;              /* owned copy of the name given to open */
+  const uint8_t *base;     /* the whole file: mapped, or borrowed from the caller */
+  size_t size;             /* bytes at base */
+  int mapped;              /* base is our mapping: munmap on close */
+  uint64_t header_size;    /* N */
+  const uint8_t *data;     /* base + 8 + N */
+  uint64_t data_size;      /* size - 8 - N */
   reel_st_tensor *tensors; /* [count], sorted by name */
   size_t count;
   st_meta *meta; /* [meta_count], sorted by key */
@@ -105,14 +105,21 @@ static reel_status st_fail(reel_error *err, reel_status code, const char *file, 
 
 static const char *json_type_name(const json_t *v) {
   switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
+    case JSON_OBJECT:
+      return "an object";
+    case JSON_ARRAY:
+      return "an array";
+    case JSON_STRING:
+      return "a string";
+    case JSON_INTEGER:
+      return "an integer";
+    case JSON_REAL:
+      return "a real number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+      return "a boolean";
+    case JSON_NULL:
+      return "null";
   }
   return "?";
 }
@@ -158,8 +165,8 @@ static reel_status parse_tensor(const reel_safetensors *st, const char *name, co
   json_object_foreach((json_t *)v, k, x) {
     (void)x;
     if (strcmp(k, "dtype") != 0 && strcmp(k, "shape") != 0 && strcmp(k, "data_offsets") != 0)
-      return st_fail(err, REEL_EFORMAT, file, name, k,
-                     "unknown field \"%.64s\" (allowed: dtype, shape, data_offsets)", k);
+      return st_fail(err, REEL_EFORMAT, file, name, k, "unknown field \"%.64s\" (allowed: dtype, shape, data_offsets)",
+                     k);
   }
 
   /* dtype */
@@ -167,8 +174,8 @@ static reel_status parse_tensor(const reel_safetensors *st, const char *name, co
   if (!d) return st_fail(err, REEL_EFORMAT, file, name, "dtype", "dtype is missing");
   if (!json_is_string(d))
     return st_fail(err, REEL_EFORMAT, file, name, "dtype", "dtype must be a string, got %s", json_type_name(d));
-  if (reel_st_dtype_parse(json_string_value(d), &t->dtype) != REEL_OK || strlen(json_string_value(d)) !=
-                                                                            json_string_length(d))
+  if (reel_st_dtype_parse(json_string_value(d), &t->dtype) != REEL_OK ||
+      strlen(json_string_value(d)) != json_string_length(d))
     return st_fail(err, REEL_EUNSUPPORTED, file, name, "dtype",
                    "unknown dtype \"%.32s\" (known: F32, F16, BF16, F64, I64, I32, I16, I8, U64, U32, U16, U8, "
                    "BOOL, F8_E4M3, F8_E5M2)",
@@ -183,8 +190,7 @@ static reel_status parse_tensor(const reel_safetensors *st, const char *name, co
                    json_type_name(s));
   size_t rank = json_array_size(s);
   if (rank > REEL_ST_MAX_RANK)
-    return st_fail(err, REEL_ELIMIT, file, name, "shape", "rank %zu exceeds the limit of %d", rank,
-                   REEL_ST_MAX_RANK);
+    return st_fail(err, REEL_ELIMIT, file, name, "shape", "rank %zu exceeds the limit of %d", rank, REEL_ST_MAX_RANK);
   t->rank = (int)rank;
   uint64_t numel = 1;
   int overflow = 0;
@@ -192,11 +198,11 @@ static reel_status parse_tensor(const reel_safetensors *st, const char *name, co
     uint64_t dim;
     const json_t *e = json_array_get(s, i);
     if (json_is_integer(e) && !get_uint(e, &dim))
-      return st_fail(err, REEL_EFORMAT, file, name, "shape", "shape[%zu] must be a non-negative integer, got %lld",
-                     i, (long long)json_integer_value(e));
+      return st_fail(err, REEL_EFORMAT, file, name, "shape", "shape[%zu] must be a non-negative integer, got %lld", i,
+                     (long long)json_integer_value(e));
     if (!get_uint(e, &dim))
-      return st_fail(err, REEL_EFORMAT, file, name, "shape", "shape[%zu] must be a non-negative integer, got %s",
-                     i, json_type_name(e));
+      return st_fail(err, REEL_EFORMAT, file, name, "shape", "shape[%zu] must be a non-negative integer, got %s", i,
+                     json_type_name(e));
     t->shape[i] = (int64_t)dim;
     if (__builtin_mul_overflow(numel, dim, &numel)) overflow = 1;
   }
@@ -223,8 +229,8 @@ static reel_status parse_tensor(const reel_safetensors *st, const char *name, co
                    (unsigned long long)begin, (unsigned long long)end);
   if (end > st->data_size)
     return st_fail(err, REEL_EFORMAT, file, name, "data_offsets",
-                   "end %llu is past the end of the %llu-byte data section (truncated file?)",
-                   (unsigned long long)end, (unsigned long long)st->data_size);
+                   "end %llu is past the end of the %llu-byte data section (truncated file?)", (unsigned long long)end,
+                   (unsigned long long)st->data_size);
   if (end - begin != nbytes) {
     char sh[160];
     format_shape(sh, sizeof sh, t->shape, t->rank);
@@ -325,26 +331,24 @@ static reel_status parse(reel_safetensors *st, reel_error *err) {
                    "header length %llu exceeds the %zu bytes that follow it (truncated file?)", (unsigned long long)n,
                    st->size - 8);
   if (n < 2)
-    return st_fail(err, REEL_EFORMAT, file, NULL, "header_length",
-                   "header length %llu is too short for a JSON object", (unsigned long long)n);
+    return st_fail(err, REEL_EFORMAT, file, NULL, "header_length", "header length %llu is too short for a JSON object",
+                   (unsigned long long)n);
   st->header_size = n;
   st->data = st->base + 8 + n;
   st->data_size = (uint64_t)st->size - 8 - n;
   const char *hdr = (const char *)st->base + 8;
   if (hdr[0] != '{')
-    return st_fail(err, REEL_EFORMAT, file, NULL, "header", "header must be a JSON object starting with '{', got byte 0x%02x",
-                   (unsigned)(unsigned char)hdr[0]);
+    return st_fail(err, REEL_EFORMAT, file, NULL, "header",
+                   "header must be a JSON object starting with '{', got byte 0x%02x", (unsigned)(unsigned char)hdr[0]);
 
   json_t *root = NULL;
   reel_error jerr;
   reel_error_clear(&jerr);
   if (reel_json_parse(hdr, (size_t)n, "header", &root, &jerr) != REEL_OK)
-    return st_fail(err, jerr.code == REEL_OK ? REEL_EFORMAT : jerr.code, file, NULL, "header", "header: %s",
-                   jerr.msg);
+    return st_fail(err, jerr.code == REEL_OK ? REEL_EFORMAT : jerr.code, file, NULL, "header", "header: %s", jerr.msg);
   reel_status rc = REEL_OK;
   if (!json_is_object(root)) {
-    rc = st_fail(err, REEL_EFORMAT, file, NULL, "header", "header must be a JSON object, got %s",
-                 json_type_name(root));
+    rc = st_fail(err, REEL_EFORMAT, file, NULL, "header", "header must be a JSON object, got %s", json_type_name(root));
     goto done;
   }
 
@@ -530,8 +534,7 @@ const reel_st_tensor *reel_safetensors_find(const reel_safetensors *st, const ch
 
 size_t reel_safetensors_metadata_count(const reel_safetensors *st) { return st->meta_count; }
 
-reel_status reel_safetensors_metadata_at(const reel_safetensors *st, size_t i, const char **key,
-                                         const char **value) {
+reel_status reel_safetensors_metadata_at(const reel_safetensors *st, size_t i, const char **key, const char **value) {
   if (i >= st->meta_count) return REEL_ERANGE;
   if (key) *key = st->meta[i].key;
   if (value) *value = st->meta[i].value;
@@ -613,7 +616,8 @@ static reel_status build_header(const reel_st_entry *t, size_t n, const reel_st_
                                 size_t *hdr_len, uint64_t *data_len, reel_error *err) {
   *hdr = NULL;
   if (n && !t) return reel_error_set(err, REEL_EINVAL, "tensors", "no tensor list given for %zu tensors", n);
-  if (nmeta && !meta) return reel_error_set(err, REEL_EINVAL, "metadata", "no metadata list given for %zu entries", nmeta);
+  if (nmeta && !meta)
+    return reel_error_set(err, REEL_EINVAL, "metadata", "no metadata list given for %zu entries", nmeta);
   reel_status rc = REEL_OK;
   json_t *root = json_object();
   if (!root) return reel_error_set(err, REEL_ENOMEM, "header", "cannot allocate the header");
@@ -641,8 +645,7 @@ static reel_status build_header(const reel_st_entry *t, size_t n, const reel_st_
     const reel_st_entry *e = &t[i];
     if ((rc = check_string(e->name, "tensors.name", i, REEL_ST_MAX_NAME, err)) != REEL_OK) goto done;
     if (!e->name[0] || strcmp(e->name, "__metadata__") == 0) {
-      rc = reel_error_set(err, REEL_EINVAL, "tensors.name", "tensor %zu: name \"%s\" is reserved or empty", i,
-                          e->name);
+      rc = reel_error_set(err, REEL_EINVAL, "tensors.name", "tensor %zu: name \"%s\" is reserved or empty", i, e->name);
       goto done;
     }
     if (json_object_get(root, e->name)) {
@@ -654,8 +657,8 @@ static reel_status build_header(const reel_st_entry *t, size_t n, const reel_st_
       goto done;
     }
     if (e->rank < 0 || e->rank > REEL_ST_MAX_RANK || (e->rank > 0 && !e->shape)) {
-      rc = reel_error_set(err, REEL_EINVAL, e->name, "rank %d must be in 0..%d with a shape", e->rank,
-                          REEL_ST_MAX_RANK);
+      rc =
+          reel_error_set(err, REEL_EINVAL, e->name, "rank %d must be in 0..%d with a shape", e->rank, REEL_ST_MAX_RANK);
       goto done;
     }
     uint64_t nbytes = dtype_table[e->dtype].size;

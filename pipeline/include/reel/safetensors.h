@@ -39,27 +39,27 @@ extern "C" {
 #endif
 
 /* Limits applied to every file. */
-#define REEL_ST_MAX_HEADER (100u * 1024u * 1024u) /* bytes of header JSON */
-#define REEL_ST_MAX_RANK 8                        /* dimensions per tensor */
-#define REEL_ST_MAX_NAME 1024                     /* bytes per tensor name or metadata key */
-#define REEL_ST_MAX_TENSORS 1000000               /* tensors per file */
+#define REEL_ST_MAX_HEADER  (100u * 1024u * 1024u) /* bytes of header JSON */
+#define REEL_ST_MAX_RANK    8                      /* dimensions per tensor */
+#define REEL_ST_MAX_NAME    1024                   /* bytes per tensor name or metadata key */
+#define REEL_ST_MAX_TENSORS 1000000                /* tensors per file */
 
 /* Element types of the safetensors format that reel knows. */
-#define REEL_ST_DTYPE_MAP(X)                                                                                      \
-  X(F32, 4)                                                                                                      \
-  X(F16, 2)                                                                                                      \
-  X(BF16, 2)                                                                                                     \
-  X(F64, 8)                                                                                                      \
-  X(I64, 8)                                                                                                      \
-  X(I32, 4)                                                                                                      \
-  X(I16, 2)                                                                                                      \
-  X(I8, 1)                                                                                                       \
-  X(U64, 8)                                                                                                      \
-  X(U32, 4)                                                                                                      \
-  X(U16, 2)                                                                                                      \
-  X(U8, 1)                                                                                                       \
-  X(BOOL, 1)                                                                                                     \
-  X(F8_E4M3, 1)                                                                                                  \
+#define REEL_ST_DTYPE_MAP(X) \
+  X(F32, 4)                  \
+  X(F16, 2)                  \
+  X(BF16, 2)                 \
+  X(F64, 8)                  \
+  X(I64, 8)                  \
+  X(I32, 4)                  \
+  X(I16, 2)                  \
+  X(I8, 1)                   \
+  X(U64, 8)                  \
+  X(U32, 4)                  \
+  X(U16, 2)                  \
+  X(U8, 1)                   \
+  X(BOOL, 1)                 \
+  X(F8_E4M3, 1)              \
   X(F8_E5M2, 1)
 
 typedef enum reel_st_dtype {
@@ -81,8 +81,8 @@ reel_status reel_st_dtype_parse(const char *name, reel_st_dtype *out /* OUT: */)
 
 /* One tensor of an open file. Everything in it is owned by the file and lives until it is closed. */
 typedef struct reel_st_tensor {
-  const char *name;                /* NUL-terminated, 1..REEL_ST_MAX_NAME bytes */
-  const char *file;                /* path (or name) of the file that holds it, for messages */
+  const char *name; /* NUL-terminated, 1..REEL_ST_MAX_NAME bytes */
+  const char *file; /* path (or name) of the file that holds it, for messages */
   reel_st_dtype dtype;
   int rank;                        /* 0..REEL_ST_MAX_RANK; 0 is a scalar */
   int64_t shape[REEL_ST_MAX_RANK]; /* [rank], outermost first; unused entries are 0 */
