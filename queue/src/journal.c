@@ -97,8 +97,8 @@ static reel_status replay_map(const unsigned char *m, uint64_t size, reel_journa
     if (len == 0 || len > REEL_JOURNAL_MAX_RECORD) {
       if (all_zero(m, off, size)) break;
       snprintf(field, sizeof field, "journal.log@%llu", (unsigned long long)off);
-      return reel_error_set(err, REEL_EFORMAT, field, "record length %u is outside 1..%u and data follows",
-                            len, REEL_JOURNAL_MAX_RECORD);
+      return reel_error_set(err, REEL_EFORMAT, field, "record length %u is outside 1..%u and data follows", len,
+                            REEL_JOURNAL_MAX_RECORD);
     }
     uint64_t end = off + REEL_JOURNAL_RECORD_HEADER + len;
     if (end > size) break; /* torn payload */
@@ -173,7 +173,8 @@ reel_status reel_journal_open(const char *dir, reel_journal_replay_fn replay, vo
                           (unsigned long long)size);
       goto fail;
     }
-    if (ftruncate(j->fd, 0) != 0 || pwrite(j->fd, REEL_JOURNAL_MAGIC, REEL_JOURNAL_MAGIC_LEN, 0) != REEL_JOURNAL_MAGIC_LEN ||
+    if (ftruncate(j->fd, 0) != 0 ||
+        pwrite(j->fd, REEL_JOURNAL_MAGIC, REEL_JOURNAL_MAGIC_LEN, 0) != REEL_JOURNAL_MAGIC_LEN ||
         fdatasync(j->fd) != 0) {
       st = reel_error_set(err, REEL_EIO, j->path, "cannot initialise: %s", strerror(errno));
       goto fail;

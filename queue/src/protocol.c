@@ -9,10 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const command_names[] = {
-    "UNKNOWN",
+static const char *const command_names[] = {"UNKNOWN",
 #define REEL__CMD_NAME(name) #name,
-    REEL_PROTO_COMMAND_MAP(REEL__CMD_NAME)
+                                            REEL_PROTO_COMMAND_MAP(REEL__CMD_NAME)
 #undef REEL__CMD_NAME
 };
 
@@ -56,16 +55,17 @@ static void render_bytes(const void *data, size_t n, char *buf, size_t size) {
   buf[o] = '\0';
 }
 
-reel_status reel_proto_decode(const reel_frame *frames, size_t nframes, const reel_proto_limits *limits,
-                              reel_msg *msg, reel_error *err) {
+reel_status reel_proto_decode(const reel_frame *frames, size_t nframes, const reel_proto_limits *limits, reel_msg *msg,
+                              reel_error *err) {
   size_t max_header = limits && limits->max_header_bytes ? limits->max_header_bytes : REEL_PROTO_DEFAULT_MAX_HEADER;
-  size_t max_payload =
-      limits && limits->max_payload_bytes ? limits->max_payload_bytes : REEL_PROTO_DEFAULT_MAX_PAYLOAD;
+  size_t max_payload = limits && limits->max_payload_bytes ? limits->max_payload_bytes : REEL_PROTO_DEFAULT_MAX_PAYLOAD;
   char shown[96];
   reel_msg_fini(msg);
   if (nframes < 3 || nframes > 4)
-    return reel_error_set(err, REEL_EPROTO, "frames", "a message has 3 or 4 frames (protocol, command, header, "
-                          "optional payload), got %zu", nframes);
+    return reel_error_set(err, REEL_EPROTO, "frames",
+                          "a message has 3 or 4 frames (protocol, command, header, "
+                          "optional payload), got %zu",
+                          nframes);
   /* Frame 0: "reel/" then a decimal version. */
   const char *p = frames[0].data;
   size_t n = frames[0].size;

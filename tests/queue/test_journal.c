@@ -336,10 +336,14 @@ static void test_replay_error_and_alloc_failures(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_crc32c),         cmocka_unit_test(test_roundtrip),
-      cmocka_unit_test(test_group_commit_counts), cmocka_unit_test(test_torn_tail),
-      cmocka_unit_test(test_crc_mismatch),   cmocka_unit_test(test_zero_tail_and_bad_magic),
-      cmocka_unit_test(test_compaction),     cmocka_unit_test(test_lock_and_limits),
+      cmocka_unit_test(test_crc32c),
+      cmocka_unit_test(test_roundtrip),
+      cmocka_unit_test(test_group_commit_counts),
+      cmocka_unit_test(test_torn_tail),
+      cmocka_unit_test(test_crc_mismatch),
+      cmocka_unit_test(test_zero_tail_and_bad_magic),
+      cmocka_unit_test(test_compaction),
+      cmocka_unit_test(test_lock_and_limits),
       cmocka_unit_test(test_replay_error_and_alloc_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,8 +37,8 @@ static void test_valid(void **state) {
   assert_null(m.header);
 }
 
-static void expect(const reel_frame *f, size_t n, const reel_proto_limits *lim, reel_status code,
-                   const char *field, const char *needle) {
+static void expect(const reel_frame *f, size_t n, const reel_proto_limits *lim, reel_status code, const char *field,
+                   const char *needle) {
   reel_msg m;
   reel_msg_init(&m);
   reel_error err;
@@ -190,9 +190,12 @@ static void test_names(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_valid),          cmocka_unit_test(test_rejections),
-      cmocka_unit_test(test_unknown_keeps_header), cmocka_unit_test(test_version_error_lists_versions),
-      cmocka_unit_test(test_req_validation), cmocka_unit_test(test_submit_spec),
+      cmocka_unit_test(test_valid),
+      cmocka_unit_test(test_rejections),
+      cmocka_unit_test(test_unknown_keeps_header),
+      cmocka_unit_test(test_version_error_lists_versions),
+      cmocka_unit_test(test_req_validation),
+      cmocka_unit_test(test_submit_spec),
       cmocka_unit_test(test_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

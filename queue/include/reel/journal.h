@@ -29,8 +29,8 @@
 extern "C" {
 #endif
 
-#define REEL_JOURNAL_MAGIC "REELJNL1"
-#define REEL_JOURNAL_MAGIC_LEN 8
+#define REEL_JOURNAL_MAGIC         "REELJNL1"
+#define REEL_JOURNAL_MAGIC_LEN     8
 #define REEL_JOURNAL_RECORD_HEADER 8
 /* Largest payload of one record. */
 #define REEL_JOURNAL_MAX_RECORD (16u << 20)

@@ -23,15 +23,15 @@
 extern "C" {
 #endif
 
-#define REEL_PROTO_ID "reel/1"
-#define REEL_PROTO_ID_LEN 6
-#define REEL_PROTO_VERSION 1
-#define REEL_PROTO_COMMAND_MAX 16
-#define REEL_PROTO_DEFAULT_MAX_HEADER 65536
+#define REEL_PROTO_ID                  "reel/1"
+#define REEL_PROTO_ID_LEN              6
+#define REEL_PROTO_VERSION             1
+#define REEL_PROTO_COMMAND_MAX         16
+#define REEL_PROTO_DEFAULT_MAX_HEADER  65536
 #define REEL_PROTO_DEFAULT_MAX_PAYLOAD 1048576
 /* Maximum bytes of a "req" string, of worker and tenant names, and of a job id. */
-#define REEL_PROTO_REQ_MAX 64
-#define REEL_PROTO_NAME_MAX 64
+#define REEL_PROTO_REQ_MAX    64
+#define REEL_PROTO_NAME_MAX   64
 #define REEL_PROTO_JOB_ID_LEN 18
 
 /* X(NAME). Commands of both directions; the broker checks which role may send which. */
@@ -86,10 +86,10 @@ typedef struct reel_proto_limits {
 
 /* A decoded message. */
 typedef struct reel_msg {
-  reel_proto_command cmd;               /* REEL_CMD_UNKNOWN when the name is well-formed but unknown */
+  reel_proto_command cmd;                   /* REEL_CMD_UNKNOWN when the name is well-formed but unknown */
   char command[REEL_PROTO_COMMAND_MAX + 1]; /* the name as received (NUL-terminated) */
-  json_t *header;                       /* owned JSON object; NULL until parsed */
-  const void *payload;                  /* borrowed from the frames; NULL when absent */
+  json_t *header;                           /* owned JSON object; NULL until parsed */
+  const void *payload;                      /* borrowed from the frames; NULL when absent */
   size_t payload_size;
   int has_payload;
 } reel_msg;
@@ -157,8 +157,8 @@ int reel_job_state_terminal(reel_job_state s);
  * Decodes a SUBMIT header's job spec (the "job" member) with reel_jobspec_from_json
  * and the given limits: the part the fuzz target and the broker share.
  */
-reel_status reel_proto_decode_submit(const json_t *header, const reel_job_limits *limits,
-                                     reel_jobspec *spec /* OUT: */, reel_error *err);
+reel_status reel_proto_decode_submit(const json_t *header, const reel_job_limits *limits, reel_jobspec *spec /* OUT: */,
+                                     reel_error *err);
 
 #ifdef __cplusplus
 }
