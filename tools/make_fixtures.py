@@ -611,6 +611,129 @@ def make_cfg(ctx):
                        negative_len=CFG["negative_len"]))
 
 
+# --------------------------------------------------------------------------------------
+# tokenizer (SentencePiece unigram -> Hugging Face tokenizer.json) and its test corpus
+# --------------------------------------------------------------------------------------
+
+TOKENIZER = dict(vocab_size=1500, extra_ids=8, text_len=512)
+
+
+def train_spiece(path):
+    import io
+
+    import fixture_text
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(fixture_text.training_lines()), model_writer=buf,
+        vocab_size=TOKENIZER["vocab_size"], model_type="unigram", normalization_rule_name="nmt_nfkc",
+        byte_fallback=True, character_coverage=0.9995, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>", num_threads=1, shuffle_input_sentence=False,
+        minloglevel=2)
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def pack_strings(strs):
+    """UTF-8 bytes of all strings concatenated + I64 offsets [n+1]."""
+    bs = [x.encode("utf-8") for x in strs]
+    off = np.zeros(len(bs) + 1, dtype=np.int64)
+    off[1:] = np.cumsum([len(b) for b in bs])
+    return np.frombuffer(b"".join(bs), dtype=np.uint8).copy(), off
+
+
+def pack_ids(seqs, dtype=np.uint16):
+    off = np.zeros(len(seqs) + 1, dtype=np.int64)
+    off[1:] = np.cumsum([len(x) for x in seqs])
+    flat = np.fromiter((i for x in seqs for i in x), dtype=np.int64, count=int(off[-1]))
+    assert flat.min() >= 0 and flat.max() <= np.iinfo(dtype).max
+    return flat.astype(dtype), off
+
+
+def make_tokenizer(ctx):
+    import tempfile
+
+    import fixture_text
+    import sentencepiece as spm
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+    from diffusers.utils import is_ftfy_available
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer, T5Tokenizer
+
+    print("[tokenizer]")
+    tdir = os.path.join(ctx.out, "tiny-wan", "tokenizer")
+    shutil.rmtree(tdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        train_spiece(os.path.join(tmp, "spiece.model"))
+        # transformers 5 converts the SentencePiece model the way it converts UMT5's
+        slow = T5Tokenizer.from_pretrained(tmp, extra_ids=TOKENIZER["extra_ids"])
+        slow.save_pretrained(tdir)
+        shutil.copy(os.path.join(tmp, "spiece.model"), os.path.join(tdir, "spiece.model"))
+    for f in sorted(os.listdir(tdir)):
+        ctx.note(f"tiny-wan/tokenizer/{f}")
+
+    tok = AutoTokenizer.from_pretrained(tdir)  # what WanPipeline.from_pretrained loads
+    tj = json.load(open(os.path.join(tdir, "tokenizer.json")))
+    assert tj["model"]["type"] == "Unigram" and tj["model"]["byte_fallback"] is False
+
+    # the same tokenizer.json with the Unigram model's byte_fallback switched on
+    bf = json.loads(json.dumps(tj))
+    bf["model"]["byte_fallback"] = True
+    bf_rel = "tokenizer/tokenizer_byte_fallback.json"
+    with open(ctx.path(bf_rel), "w") as f:
+        json.dump(bf, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+    ctx.note(bf_rel)
+    tok_bf = Tokenizer.from_file(ctx.path(bf_rel))
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(tdir, "spiece.model"))
+
+    corpus = fixture_text.test_corpus()
+    for x in corpus:
+        x.encode("utf-8")  # every string is valid Unicode without surrogates
+    ids = tok(corpus, add_special_tokens=True).input_ids
+    # the raw tokenizers library on the file gives the same ids as transformers' wrapper
+    raw = Tokenizer.from_file(os.path.join(tdir, "tokenizer.json"))
+    for i, e in enumerate(raw.encode_batch(corpus, add_special_tokens=True)):
+        assert e.ids == ids[i], i
+    ids_bf = [e.ids for e in tok_bf.encode_batch(corpus, add_special_tokens=True)]
+    ids_sp = [sp.encode(x) + [sp.eos_id()] for x in corpus]
+
+    # WanPipeline's call: padding="max_length", max_length=512, truncation=True, add_special_tokens=True
+    L = TOKENIZER["text_len"]
+    padded = tok(corpus, padding="max_length", max_length=L, truncation=True, add_special_tokens=True,
+                 return_attention_mask=True)
+    long_idx = []
+    for i, (full, p, m) in enumerate(zip(ids, padded.input_ids, padded.attention_mask)):
+        n = min(len(full), L)
+        want = (full if len(full) <= L else full[:L - 1] + [tok.eos_token_id]) + [tok.pad_token_id] * (L - n)
+        assert p == want, i
+        assert m == [1] * n + [0] * (L - n), i
+        if len(full) > L:
+            long_idx.append(i)
+    print(f"  {len(corpus)} strings, {sum(map(len, ids))} ids, {len(long_idx)} longer than {L} tokens, "
+          f"{sum(tok.unk_token_id in x for x in ids)} with <unk>, "
+          f"byte-fallback differs on {sum(a != b for a, b in zip(ids, ids_bf))}, "
+          f"sentencepiece differs on {sum(a != b for a, b in zip(ids, ids_sp))}")
+
+    text, text_off = pack_strings(corpus)
+    t = {"text": text, "text_offsets": text_off}
+    t["ids"], t["ids_offsets"] = pack_ids(ids)
+    t["ids_byte_fallback"], t["ids_byte_fallback_offsets"] = pack_ids(ids_bf)
+    t["ids_spiece"], t["ids_spiece_offsets"] = pack_ids(ids_sp)
+    t["padded512.index"] = np.array(long_idx, dtype=np.int64)
+    t["padded512.ids"] = np.array([padded.input_ids[i] for i in long_idx], dtype=np.uint16)
+    # WanPipeline's prompt_clean (html.unescape twice, \s+ -> " " with the regex module, strip; ftfy is
+    # NOT installed here, so its fix_text step is skipped) on the first strings of the corpus
+    n_clean = 2000
+    cleaned = [prompt_clean(x) for x in corpus[:n_clean]]
+    t["clean_text"], t["clean_text_offsets"] = pack_strings(cleaned)
+    t["clean_ids"], t["clean_ids_offsets"] = pack_ids(tok(cleaned, add_special_tokens=True).input_ids)
+    ctx.save("tokenizer/corpus.safetensors", t, count=len(corpus), text_len=L, clean_count=n_clean,
+             ftfy_installed=is_ftfy_available(), pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
+             unk_id=tok.unk_token_id, vocab_size=len(tok))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures"))
