@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Private state and shared helpers of the CPU backend: the thread pool, the op
+ * workspace, the GEMM path selection, and element load/store for f32/f16/bf16.
+ */
+#ifndef REEL_CPU_IMPL_H
+#define REEL_CPU_IMPL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "../src/backend_impl.h"
+#include "threadpool.h"
+
+/* GEMM implementations, in the order "auto" prefers them. */
+typedef enum reel__gemm_path {
+  REEL__GEMM_AUTO = 0,
+  REEL__GEMM_AVX512,
+  REEL__GEMM_AVX2,
+  REEL__GEMM_OPENBLAS,
+  REEL__GEMM_PORTABLE,
+} reel__gemm_path;
+
+typedef struct reel__cpu {
+  reel__pool *pool;
+  void *ws;      /* op workspace, 64-byte aligned, grown on demand and kept */
+  size_t ws_cap;
+  reel__gemm_path gemm_path; /* as set by the "matmul" option */
+  int have_avx512, have_avx2;
+} reel__cpu;
+
+static inline reel__cpu *reel__cpu_of(reel_backend *b) { return (reel__cpu *)b->impl; }
+
+/*
+ * Returns at least `bytes` of scratch (contents undefined) valid until the next
+ * call on this backend; an op asks once and carves it up. NULL with err set on
+ * allocation failure.
+ */
+void *reel__cpu_scratch(reel_backend *b, size_t bytes, reel_error *err);
+
+/* Element access for the float dtypes. */
+static inline float reel__bf16_f32(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* Loads n elements starting at p (element stride `stride`) as f32 into dst. */
+void reel__load_row(reel_dtype dt, const void *p, int64_t stride, int64_t n, float *dst);
+/* Stores n f32 values as dtype dt at p with element stride `stride` (rounding to nearest even). */
+void reel__store_row(reel_dtype dt, void *p, int64_t stride, int64_t n, const float *src);
+
+/* Op implementations (cpu_elementwise.c, cpu_norm.c, cpu_matmul.c). */
+reel_status reel__cpu_binary(reel_backend *b, reel__binary_op op, const reel_tensor *x, const reel_tensor *y,
+                             reel_tensor *out, reel_error *err);
+reel_status reel__cpu_unary(reel_backend *b, reel__unary_op op, const reel_tensor *x, reel_tensor *out,
+                            reel_error *err);
+reel_status reel__cpu_copy_tensor(reel_backend *b, const reel_tensor *src, reel_tensor *dst, reel_error *err);
+reel_status reel__cpu_softmax(reel_backend *b, const reel_tensor *x, reel_tensor *out, reel_error *err);
+reel_status reel__cpu_layer_norm(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
+                                 float eps, reel_tensor *out, reel_error *err);
+reel_status reel__cpu_rms_norm(reel_backend *b, const reel_tensor *x, const reel_tensor *w, float eps, reel_tensor *out,
+                               reel_error *err);
+reel_status reel__cpu_matmul(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
+                             reel_tensor *out, reel_error *err);
+reel_status reel__cpu_matmul_batched(reel_backend *b, const reel_tensor *a, const reel_tensor *bm, int trans_b,
+                                     float alpha, reel_tensor *out, reel_error *err);
+
+#endif

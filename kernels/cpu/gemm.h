@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * GEMM micro-kernels of the CPU backend. The driver (cpu_matmul.c) packs blocks
+ * of A (MR-row panels, [k][MR]) and B (NR-column panels, [k][NR], converted to f32
+ * from f16/bf16 while packing) into scratch and calls a kernel's micro function
+ * on MR x NR tiles of C. Each kernel is compiled for its instruction set with
+ * function-level target attributes, so the library builds for any x86-64 (and
+ * non-x86 builds only get the portable kernel); the driver picks one at run time
+ * from the CPU's features.
+ *
+ * A micro function computes acc = sum over k < kc of pa[k][i] * pb[k][j], then
+ *   v = acc                (flags & REEL__MK_ACC: v = acc + C[i][j])
+ *   v = v * alpha + bias[j] (only with REEL__MK_LAST; bias may be NULL; a separate multiply and add)
+ * and stores v into C[i][j] = c[i * ldc + j]. The K order is fixed, so a C
+ * element's value does not depend on how the work was split among threads.
+ */
+#ifndef REEL_CPU_GEMM_H
+#define REEL_CPU_GEMM_H
+
+#include <stdint.h>
+
+enum { REEL__MK_ACC = 1, REEL__MK_LAST = 2 };
+
+typedef void (*reel__micro_fn)(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int flags,
+                               float alpha, const float *bias);
+
+typedef struct reel__gemm_kernel {
+  const char *name; /* for reel_backend_last_path() */
+  int mr, nr;       /* tile */
+  int kc, mc;       /* K block (B panel kc x nr should sit in L1), M block (A block mc x kc in L2) */
+  reel__micro_fn micro;
+} reel__gemm_kernel;
+
+#define REEL__MR_MAX 16
+#define REEL__NR_MAX 64
+
+extern const reel__gemm_kernel reel__gemm_kernel_portable;
+#if defined(__x86_64__)
+#define REEL__GEMM_X86 1
+extern const reel__gemm_kernel reel__gemm_kernel_avx512;
+extern const reel__gemm_kernel reel__gemm_kernel_avx2;
+#endif
+
+#endif

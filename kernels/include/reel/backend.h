@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The compute backend interface: buffers on a device and the ops that run on them.
+ *
+ * A reel_backend is an opaque handle behind a table of function pointers (the
+ * ggml-backend pattern); `kernels/cpu` is always built, `kernels/cuda` when CMake
+ * found CUDA. Model code allocates buffers, moves bytes in and out, and calls ops
+ * only through the functions below, so the same model code runs on every backend
+ * and never sees a device pointer.
+ *
+ * Lifetimes and threads. A backend owns its thread pool (CPU) or stream and
+ * handles (CUDA) and a scratch workspace that ops use internally; it grows to the
+ * largest request and is kept. Buffers belong to the backend that made them and
+ * must be destroyed before it. A backend is used by one thread at a time (give
+ * each worker thread its own). Ops on the CPU are synchronous; on CUDA they are
+ * queued on the backend's stream, and reel_backend_synchronize() waits for them.
+ * Downloads wait for earlier ops; uploads return once the host memory may be reused.
+ *
+ * Validation. Every op checks its operands before running: buffer on this
+ * backend, view inside its buffer, shapes and dtypes. Failures return
+ * REEL_EINVAL (shapes), REEL_EUNSUPPORTED (a dtype or combination this backend
+ * does not implement) or REEL_ERANGE, and fill `err` with the operand as field
+ * ("matmul.weight") and the shapes involved. An output may be the very same view
+ * as an input (in place) for elementwise, norm, softmax and copy ops; partially
+ * overlapping views give unspecified results. Matmul outputs must not overlap inputs.
+ *
+ * Adding an op (rotary embedding, modulation, attention, conv3d, upsample, Philox
+ * noise...): declare reel_op_<name>() here, add a field to reel_backend_ops in
+ * kernels/src/backend_impl.h, validate in kernels/src/ops.c, implement it in
+ * kernels/cpu (the reference every other backend is tested against) and in
+ * kernels/cuda. A backend that leaves the field NULL reports REEL_EUNSUPPORTED.
+ */
+#ifndef REEL_BACKEND_H
+#define REEL_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reel/status.h"
+#include "reel/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct reel_backend reel_backend;
+
+typedef enum reel_backend_kind { REEL_BACKEND_CPU = 0, REEL_BACKEND_CUDA = 1 } reel_backend_kind;
+
+/*
+ * CPU backend with `threads` worker threads including the caller (0 = number of
+ * online CPUs; at most 1024). Returns NULL on failure with err->code set
+ * (REEL_ERANGE for a bad thread count, REEL_ENOMEM).
+ */
+reel_backend *reel_backend_new_cpu(int threads, reel_error *err);
+
+/*
+ * CUDA backend on device `device` (0-based). Returns NULL with err->code set:
+ * REEL_ENODEVICE when reel was built without CUDA, no driver/GPU is present or
+ * the device index is out of range (err says which); REEL_EDEVICE on a CUDA error.
+ */
+reel_backend *reel_backend_new_cuda(int device, reel_error *err);
+
+/* Nonzero when this build contains the CUDA backend (a device may still be absent). */
+int reel_backend_cuda_built(void);
+
+/* Destroys the backend and nulls *b; accepts NULL and NULL *b. All its buffers must be gone. */
+void reel_backend_destroy(reel_backend **b);
+
+/* "cpu" or "cuda:0". Never NULL. */
+const char *reel_backend_name(const reel_backend *b);
+reel_backend_kind reel_backend_get_kind(const reel_backend *b);
+/* CPU: worker threads; CUDA: 1. */
+int reel_backend_threads(const reel_backend *b);
+
+/*
+ * Sets a backend option by name. CPU: "matmul" = "auto" | "avx512" | "avx2" |
+ * "openblas" | "portable" chooses the GEMM path (auto picks the fastest present:
+ * avx512 > avx2 > openblas > portable); asking for a path this machine or build
+ * lacks gives REEL_EUNSUPPORTED. Unknown keys give REEL_ENOTFOUND.
+ */
+reel_status reel_backend_set_option(reel_backend *b, const char *key, const char *value, reel_error *err);
+
+/*
+ * The implementation the most recent op with several paths ran on, for benchmarks
+ * and logs: e.g. "cpu-avx512-12x32", "openblas", "cublaslt-bf16". "" before any.
+ * Valid until the next op on b.
+ */
+const char *reel_backend_last_path(const reel_backend *b);
+
+/* Bytes of op scratch the backend currently holds (its high-water mark). */
+size_t reel_backend_scratch_bytes(const reel_backend *b);
+
+/* Waits until every queued op and copy has finished. CPU: returns at once. */
+reel_status reel_backend_synchronize(reel_backend *b, reel_error *err);
+
+/* ---- Buffers ---------------------------------------------------------------------------- */
+
+/*
+ * Allocates `size` bytes (0 allowed) on the backend, 64-byte aligned, contents
+ * undefined. REEL_ENOMEM / REEL_EDEVICE on failure; *out is NULL then.
+ */
+reel_status reel_buffer_new(reel_backend *b, size_t size, reel_buffer **out /* OUT: */, reel_error *err);
+
+/*
+ * Wraps caller-owned host memory (e.g. an mmap'd safetensors file) as a buffer
+ * without copying, on backends that can address host memory (CPU). With
+ * `read_only` set, ops refuse to write into it. The memory must outlive the
+ * buffer; destroying the buffer does not free it. Other backends:
+ * REEL_EUNSUPPORTED (allocate and upload instead).
+ */
+reel_status reel_buffer_wrap_host(reel_backend *b, void *host, size_t size, int read_only,
+                                  reel_buffer **out /* OUT: */, reel_error *err);
+
+/* Frees the buffer (not wrapped host memory) and nulls *buf; accepts NULL and NULL *buf. */
+void reel_buffer_destroy(reel_buffer **buf);
+
+size_t reel_buffer_size(const reel_buffer *buf);
+reel_backend *reel_buffer_backend(const reel_buffer *buf);
+/* The host address of the data for host-memory buffers (CPU backend), NULL otherwise. */
+void *reel_buffer_host_ptr(const reel_buffer *buf);
+
+/* Copies n bytes from host memory into the buffer at `offset`. REEL_ERANGE when out of bounds. */
+reel_status reel_buffer_upload(reel_buffer *dst, size_t offset, const void *src, size_t n, reel_error *err);
+/* Copies n bytes from the buffer at `offset` into host memory, after earlier ops finished. */
+reel_status reel_buffer_download(const reel_buffer *src, size_t offset, void *dst, size_t n, reel_error *err);
+/* Copies n bytes between two buffers of the same backend (ranges may overlap). */
+reel_status reel_buffer_copy(reel_buffer *dst, size_t dst_offset, const reel_buffer *src, size_t src_offset,
+                             size_t n, reel_error *err);
+/* Sets n bytes to `value` (0..255). */
+reel_status reel_buffer_memset(reel_buffer *dst, size_t offset, int value, size_t n, reel_error *err);
+
+/* ---- Tensors with their own buffer, and host transfers ------------------------------------ */
+
+/*
+ * Allocates a contiguous tensor with a buffer of its own. Free it with
+ * reel_tensor_free(). On failure *out is zeroed.
+ */
+reel_status reel_tensor_new(reel_backend *b, reel_dtype dt, int ndim, const int64_t *shape, reel_tensor *out /* OUT: */,
+                            reel_error *err);
+/* Destroys t->buf and zeroes *t; accepts NULL. Only for tensors made by reel_tensor_new (not views or arena tensors). */
+void reel_tensor_free(reel_tensor *t);
+
+/* Checks that t's view lies inside its buffer (REEL_ERANGE naming `field` otherwise). */
+reel_status reel_tensor_check_fits(const reel_tensor *t, const char *field, reel_error *err);
+
+/*
+ * Copies host data into a contiguous tensor / out of one. `nbytes` must equal
+ * reel_tensor_nbytes(t) (the host data has t's dtype and row-major layout).
+ */
+reel_status reel_tensor_upload(const reel_tensor *t, const void *host, size_t nbytes, reel_error *err);
+reel_status reel_tensor_download(const reel_tensor *t, void *host, size_t nbytes, reel_error *err);
+
+/*
+ * A bump arena over one backend buffer, for per-job activations and scratch
+ * tensors: allocation is O(1) and never talks to the device; reset between jobs.
+ * Tensors from it are contiguous and 64-byte aligned, and are invalid after a
+ * reset / release past them or after the arena is destroyed.
+ */
+typedef struct reel_tensor_arena reel_tensor_arena;
+
+/* Reserves `capacity` bytes on b. NULL on failure (err set). */
+reel_tensor_arena *reel_tensor_arena_new(reel_backend *b, size_t capacity, reel_error *err);
+/* Frees the buffer; accepts NULL and NULL *a. */
+void reel_tensor_arena_destroy(reel_tensor_arena **a);
+/* REEL_ELIMIT (naming the capacity and the request) when it does not fit. */
+reel_status reel_tensor_arena_alloc(reel_tensor_arena *a, reel_dtype dt, int ndim, const int64_t *shape,
+                                    reel_tensor *out /* OUT: */, reel_error *err);
+/* Bytes in use; a mark to release back to; the high-water mark; the capacity. */
+size_t reel_tensor_arena_used(const reel_tensor_arena *a);
+void reel_tensor_arena_release(reel_tensor_arena *a, size_t mark);
+void reel_tensor_arena_reset(reel_tensor_arena *a);
+size_t reel_tensor_arena_peak(const reel_tensor_arena *a);
+size_t reel_tensor_arena_capacity(const reel_tensor_arena *a);
+
+/* ---- Ops ---------------------------------------------------------------------------------
+ * Shapes in comments are PyTorch-ordered. Unless said otherwise every operand may
+ * be any strided view (permuted, sliced) and float ops accept F32, F16 and BF16
+ * for inputs and outputs, computing in f32. */
+
+/*
+ * Linear layer, torch.nn.Linear semantics: out = x · weightᵀ + bias.
+ *   x      [..., K]  f32 (CUDA also bf16/f16)
+ *   weight [N, K]    f32, f16 or bf16 (unit stride along K)
+ *   bias   [N]       or NULL; f32, f16 or bf16
+ *   out    [..., N]  f32 (CUDA also bf16 when x is bf16)
+ * x and out: rows must have unit stride along the last dim and the leading dims
+ * must flatten to one row stride (any contiguous tensor, or a slice of rows).
+ * Accumulates in f32.
+ */
+reel_status reel_op_matmul(reel_backend *b, const reel_tensor *x, const reel_tensor *weight, const reel_tensor *bias,
+                           reel_tensor *out, reel_error *err);
+
+/*
+ * Batched matrix product: out[i] = alpha · a[i] · op(bm[i]) for every batch index i.
+ *   a   [..., M, K]                       f32
+ *   bm  [..., N, K] when trans_b, else [..., K, N]   f32, f16 or bf16
+ *   out [..., M, N]                       f32
+ * Up to 4 batch dims; bm's batch dims must equal out's or be 1 (broadcast).
+ * Each matrix must have unit stride along its last dim; the batch dims may have
+ * any strides, so permuted views like q [B,T,H,D] -> [B,H,T,D] work without a copy.
+ * For attention: scores = matmul_batched(q, k, trans_b=1, 1/sqrt(D));
+ * o = matmul_batched(p, v, trans_b=0, 1).
+ */
+reel_status reel_op_matmul_batched(reel_backend *b, const reel_tensor *a, const reel_tensor *bm, int trans_b,
+                                   float alpha, reel_tensor *out, reel_error *err);
+
+/*
+ * Elementwise out = x + y / out = x * y with NumPy broadcasting (shapes aligned
+ * at the last dim; each input dim is 1 or equal to out's). out's shape must be
+ * the broadcast shape.
+ */
+reel_status reel_op_add(reel_backend *b, const reel_tensor *x, const reel_tensor *y, reel_tensor *out, reel_error *err);
+reel_status reel_op_mul(reel_backend *b, const reel_tensor *x, const reel_tensor *y, reel_tensor *out, reel_error *err);
+
+/* out = x * sigmoid(x); same shapes. */
+reel_status reel_op_silu(reel_backend *b, const reel_tensor *x, reel_tensor *out, reel_error *err);
+/* out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (torch's approximate="tanh"); same shapes. */
+reel_status reel_op_gelu_tanh(reel_backend *b, const reel_tensor *x, reel_tensor *out, reel_error *err);
+
+/* Softmax over the last dimension; same shapes. */
+reel_status reel_op_softmax(reel_backend *b, const reel_tensor *x, reel_tensor *out, reel_error *err);
+
+/*
+ * Layer norm over the last dim D (biased variance, as torch):
+ * out = (x - mean) / sqrt(var + eps) * weight + bias. weight and bias are [D] or
+ * NULL (each optional on its own). eps must be finite and >= 0.
+ */
+reel_status reel_op_layer_norm(reel_backend *b, const reel_tensor *x, const reel_tensor *weight,
+                               const reel_tensor *bias, float eps, reel_tensor *out, reel_error *err);
+
+/* RMS norm over the last dim D: out = x / sqrt(mean(x^2) + eps) * weight; weight [D] or NULL. */
+reel_status reel_op_rms_norm(reel_backend *b, const reel_tensor *x, const reel_tensor *weight, float eps,
+                             reel_tensor *out, reel_error *err);
+
+/*
+ * dst = src elementwise, same shape, any layouts and any two float dtypes
+ * (the conversion rounds to nearest even). Makes a permuted view contiguous, or
+ * casts f32 <-> bf16.
+ */
+reel_status reel_op_copy(reel_backend *b, const reel_tensor *src, reel_tensor *dst, reel_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Public op entry points: validate every operand once, here, so that each
+ * backend's op can trust its inputs, then dispatch through the function table.
+ * Also the broadcast/stride iteration helper that elementwise kernels share.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend_impl.h"
+
+/* Checks that t is a usable operand of `op` on backend b. field is "op.name". */
+static reel_status check_operand(reel_backend *b, const reel_tensor *t, const char *op, const char *name, int write,
+                                 int float_only, reel_error *err) {
+  char field[64];
+  snprintf(field, sizeof field, "%s.%s", op, name);
+  if (!t) return reel_error_set(err, REEL_EINVAL, field, "NULL tensor");
+  if (t->ndim < 0 || t->ndim > REEL_MAX_DIMS)
+    return reel_error_set(err, REEL_EINVAL, field, "ndim must be 0..%d, got %d", REEL_MAX_DIMS, t->ndim);
+  if (!t->buf) return reel_error_set(err, REEL_EINVAL, field, "tensor has no buffer");
+  if (t->buf->backend != b)
+    return reel_error_set(err, REEL_EINVAL, field, "buffer belongs to backend %s, op runs on %s",
+                          t->buf->backend->name, b->name);
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] < 0 || t->stride[i] < 0)
+      return reel_error_set(err, REEL_EINVAL, field, "negative shape or stride in dim %d", i);
+  if (float_only && !reel_dtype_is_float(t->dtype))
+    return reel_error_set(err, REEL_EUNSUPPORTED, field, "dtype %s not supported (f32, f16, bf16)",
+                          reel_dtype_name(t->dtype));
+  reel_status st = reel_tensor_check_fits(t, field, err);
+  if (st != REEL_OK) return st;
+  if (write && (t->buf->flags & REEL__BUF_READ_ONLY))
+    return reel_error_set(err, REEL_EINVAL, field, "output buffer is read-only");
+  return REEL_OK;
+}
+
+static reel_status check_backend(reel_backend *b, const char *op, reel_error *err) {
+  if (!b) return reel_error_set(err, REEL_EINVAL, op, "NULL backend");
+  return REEL_OK;
+}
+
+static reel_status unsupported(reel_backend *b, const char *op, reel_error *err) {
+  return reel_error_set(err, REEL_EUNSUPPORTED, op, "backend %s does not implement %s", b->name, op);
+}
+
+static reel_status shape_mismatch(const char *op, const char *name, const reel_tensor *t, const char *expect,
+                                  reel_error *err) {
+  char field[64], sb[96];
+  snprintf(field, sizeof field, "%s.%s", op, name);
+  return reel_error_set(err, REEL_EINVAL, field, "shape mismatch: %s, expected %s",
+                        reel_tensor_shape_str(t, sb, sizeof sb), expect);
+}
+
+/*
+ * Checks that dims [0, ndim-1) of t flatten into rows with one stride and the
+ * last dim has unit stride; on success *ld is the row stride (elements).
+ */
+static int rows_layout(const reel_tensor *t, int64_t *ld) {
+  int n = t->ndim;
+  if (n == 0) return 0;
+  if (t->shape[n - 1] > 1 && t->stride[n - 1] != 1) return 0;
+  int64_t row_stride = -1, expect = -1;
+  for (int i = n - 2; i >= 0; i--) {
+    if (t->shape[i] == 1) continue;
+    if (row_stride < 0) {
+      row_stride = t->stride[i];
+      expect = t->stride[i] * t->shape[i];
+    } else {
+      if (t->stride[i] != expect) return 0;
+      expect = t->stride[i] * t->shape[i];
+    }
+  }
+  *ld = row_stride < 0 ? t->shape[n - 1] : row_stride;
+  return 1;
+}
+
+reel_status reel_op_matmul(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
+                           reel_tensor *out, reel_error *err) {
+  const char *op = "matmul";
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, x, op, "x", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, w, op, "weight", 0, 1, err);
+  if (st == REEL_OK && bias) st = check_operand(b, bias, op, "bias", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  char exp[96];
+  if (x->ndim < 1) return shape_mismatch(op, "x", x, "at least 1 dim [..., K]", err);
+  int64_t K = x->shape[x->ndim - 1];
+  if (K < 1) return shape_mismatch(op, "x", x, "K >= 1", err);
+  snprintf(exp, sizeof exp, "[N, %lld] (K of x)", (long long)K);
+  if (w->ndim != 2 || w->shape[1] != K) return shape_mismatch(op, "weight", w, exp, err);
+  int64_t N = w->shape[0];
+  snprintf(exp, sizeof exp, "[%lld] (N of weight)", (long long)N);
+  if (bias && (bias->ndim != 1 || bias->shape[0] != N)) return shape_mismatch(op, "bias", bias, exp, err);
+  int ok = out->ndim == x->ndim && out->shape[out->ndim - 1] == N;
+  for (int i = 0; ok && i < x->ndim - 1; i++) ok = out->shape[i] == x->shape[i];
+  if (!ok) return shape_mismatch(op, "out", out, "x's shape with the last dim = N of weight", err);
+  int64_t ld;
+  if (!rows_layout(x, &ld))
+    return reel_error_set(err, REEL_EINVAL, "matmul.x", "rows must have unit stride and one row stride (copy first)");
+  if (!rows_layout(out, &ld))
+    return reel_error_set(err, REEL_EINVAL, "matmul.out", "rows must have unit stride and one row stride");
+  if (K > 1 && w->stride[1] != 1)
+    return reel_error_set(err, REEL_EINVAL, "matmul.weight", "needs unit stride along K (copy first)");
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->matmul) return unsupported(b, op, err);
+  return b->ops->matmul(b, x, w, bias, out, err);
+}
+
+reel_status reel_op_matmul_batched(reel_backend *b, const reel_tensor *a, const reel_tensor *bm, int trans_b,
+                                   float alpha, reel_tensor *out, reel_error *err) {
+  const char *op = "matmul_batched";
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, a, op, "a", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, bm, op, "b", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  if (!isfinite(alpha)) return reel_error_set(err, REEL_EINVAL, "matmul_batched.alpha", "must be finite");
+  int n = a->ndim;
+  if (n < 2) return shape_mismatch(op, "a", a, "[..., M, K] with at least 2 dims", err);
+  int64_t M = a->shape[n - 2], K = a->shape[n - 1];
+  if (K < 1) return shape_mismatch(op, "a", a, "K >= 1", err);
+  char exp[96];
+  if (bm->ndim != n) {
+    snprintf(exp, sizeof exp, "%d dims like a", n);
+    return shape_mismatch(op, "b", bm, exp, err);
+  }
+  int64_t N = trans_b ? bm->shape[n - 2] : bm->shape[n - 1];
+  int64_t bK = trans_b ? bm->shape[n - 1] : bm->shape[n - 2];
+  if (bK != K) {
+    snprintf(exp, sizeof exp, trans_b ? "[..., N, %lld] (K of a)" : "[..., %lld, N] (K of a)", (long long)K);
+    return shape_mismatch(op, "b", bm, exp, err);
+  }
+  snprintf(exp, sizeof exp, "[..., %lld, %lld] (M of a, N of b)", (long long)M, (long long)N);
+  if (out->ndim != n || out->shape[n - 2] != M || out->shape[n - 1] != N) return shape_mismatch(op, "out", out, exp, err);
+  for (int i = 0; i < n - 2; i++) {
+    if (a->shape[i] != out->shape[i] && a->shape[i] != 1) return shape_mismatch(op, "a", a, "batch dims of out or 1", err);
+    if (bm->shape[i] != out->shape[i] && bm->shape[i] != 1)
+      return shape_mismatch(op, "b", bm, "batch dims of out or 1", err);
+  }
+  if ((K > 1 && a->stride[n - 1] != 1) || (bm->shape[n - 1] > 1 && bm->stride[n - 1] != 1) ||
+      (N > 1 && out->stride[n - 1] != 1))
+    return reel_error_set(err, REEL_EINVAL, op, "each matrix needs unit stride along its last dim (copy first)");
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->matmul_batched) return unsupported(b, op, err);
+  return b->ops->matmul_batched(b, a, bm, trans_b ? 1 : 0, alpha, out, err);
+}
+
+static reel_status binary(reel_backend *b, reel__binary_op kind, const char *op, const reel_tensor *x,
+                          const reel_tensor *y, reel_tensor *out, reel_error *err) {
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, x, op, "x", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, y, op, "y", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  int n = x->ndim > y->ndim ? x->ndim : y->ndim;
+  int64_t shape[REEL_MAX_DIMS];
+  for (int d = 0; d < n; d++) {
+    int dx = d - (n - x->ndim), dy = d - (n - y->ndim);
+    int64_t sx = dx >= 0 ? x->shape[dx] : 1, sy = dy >= 0 ? y->shape[dy] : 1;
+    if (sx != sy && sx != 1 && sy != 1) {
+      char sb[96], exp[160];
+      snprintf(exp, sizeof exp, "a shape that broadcasts with x %s (dim %d: %lld vs %lld)",
+               reel_tensor_shape_str(x, sb, sizeof sb), dy, (long long)sy, (long long)sx);
+      return shape_mismatch(op, "y", y, exp, err);
+    }
+    shape[d] = sx == 1 ? sy : sx;
+  }
+  int ok = out->ndim == n;
+  for (int d = 0; ok && d < n; d++) ok = out->shape[d] == shape[d];
+  if (!ok) {
+    reel_tensor tmp;
+    char sb[96];
+    reel_tensor_init(&tmp, REEL_F32, n, shape, NULL, 0, NULL);
+    return shape_mismatch(op, "out", out, reel_tensor_shape_str(&tmp, sb, sizeof sb), err);
+  }
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->binary) return unsupported(b, op, err);
+  return b->ops->binary(b, kind, x, y, out, err);
+}
+
+reel_status reel_op_add(reel_backend *b, const reel_tensor *x, const reel_tensor *y, reel_tensor *out,
+                        reel_error *err) {
+  return binary(b, REEL__BINARY_ADD, "add", x, y, out, err);
+}
+
+reel_status reel_op_mul(reel_backend *b, const reel_tensor *x, const reel_tensor *y, reel_tensor *out,
+                        reel_error *err) {
+  return binary(b, REEL__BINARY_MUL, "mul", x, y, out, err);
+}
+
+/* x and out: same shape. */
+static reel_status check_same(reel_backend *b, const char *op, const reel_tensor *x, reel_tensor *out,
+                              reel_error *err) {
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, x, op, "x", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  if (!reel_tensor_same_shape(x, out)) {
+    char sb[96];
+    return shape_mismatch(op, "out", out, reel_tensor_shape_str(x, sb, sizeof sb), err);
+  }
+  return REEL_OK;
+}
+
+static reel_status unary(reel_backend *b, reel__unary_op kind, const char *op, const reel_tensor *x, reel_tensor *out,
+                         reel_error *err) {
+  reel_status st = check_same(b, op, x, out, err);
+  if (st != REEL_OK) return st;
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->unary) return unsupported(b, op, err);
+  return b->ops->unary(b, kind, x, out, err);
+}
+
+reel_status reel_op_silu(reel_backend *b, const reel_tensor *x, reel_tensor *out, reel_error *err) {
+  return unary(b, REEL__UNARY_SILU, "silu", x, out, err);
+}
+
+reel_status reel_op_gelu_tanh(reel_backend *b, const reel_tensor *x, reel_tensor *out, reel_error *err) {
+  return unary(b, REEL__UNARY_GELU_TANH, "gelu_tanh", x, out, err);
+}
+
+reel_status reel_op_softmax(reel_backend *b, const reel_tensor *x, reel_tensor *out, reel_error *err) {
+  reel_status st = check_same(b, "softmax", x, out, err);
+  if (st != REEL_OK) return st;
+  if (x->ndim < 1) return shape_mismatch("softmax", "x", x, "at least 1 dim", err);
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->softmax) return unsupported(b, "softmax", err);
+  return b->ops->softmax(b, x, out, err);
+}
+
+static reel_status check_norm_param(reel_backend *b, const char *op, const char *name, const reel_tensor *p, int64_t D,
+                                    reel_error *err) {
+  if (!p) return REEL_OK;
+  reel_status st = check_operand(b, p, op, name, 0, 1, err);
+  if (st != REEL_OK) return st;
+  if (p->ndim != 1 || p->shape[0] != D) {
+    char exp[48];
+    snprintf(exp, sizeof exp, "[%lld] (last dim of x)", (long long)D);
+    return shape_mismatch(op, name, p, exp, err);
+  }
+  return REEL_OK;
+}
+
+reel_status reel_op_layer_norm(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
+                               float eps, reel_tensor *out, reel_error *err) {
+  const char *op = "layer_norm";
+  reel_status st = check_same(b, op, x, out, err);
+  if (st != REEL_OK) return st;
+  if (x->ndim < 1) return shape_mismatch(op, "x", x, "at least 1 dim", err);
+  int64_t D = x->shape[x->ndim - 1];
+  st = check_norm_param(b, op, "weight", w, D, err);
+  if (st == REEL_OK) st = check_norm_param(b, op, "bias", bias, D, err);
+  if (st != REEL_OK) return st;
+  if (!isfinite(eps) || eps < 0) return reel_error_set(err, REEL_ERANGE, "layer_norm.eps", "must be finite and >= 0");
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->layer_norm) return unsupported(b, op, err);
+  return b->ops->layer_norm(b, x, w, bias, eps, out, err);
+}
+
+reel_status reel_op_rms_norm(reel_backend *b, const reel_tensor *x, const reel_tensor *w, float eps, reel_tensor *out,
+                             reel_error *err) {
+  const char *op = "rms_norm";
+  reel_status st = check_same(b, op, x, out, err);
+  if (st != REEL_OK) return st;
+  if (x->ndim < 1) return shape_mismatch(op, "x", x, "at least 1 dim", err);
+  st = check_norm_param(b, op, "weight", w, x->shape[x->ndim - 1], err);
+  if (st != REEL_OK) return st;
+  if (!isfinite(eps) || eps < 0) return reel_error_set(err, REEL_ERANGE, "rms_norm.eps", "must be finite and >= 0");
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->rms_norm) return unsupported(b, op, err);
+  return b->ops->rms_norm(b, x, w, eps, out, err);
+}
+
+reel_status reel_op_copy(reel_backend *b, const reel_tensor *src, reel_tensor *dst, reel_error *err) {
+  reel_status st = check_same(b, "copy", src, dst, err);
+  if (st != REEL_OK) return st;
+  if (reel_tensor_numel(dst) == 0) return REEL_OK;
+  if (!b->ops->copy_tensor) return unsupported(b, "copy", err);
+  return b->ops->copy_tensor(b, src, dst, err);
+}
+
+/* ---- Iteration helper ---- */
+
+void reel__iter_init(reel__iter *it, int out_ndim, const int64_t *out_shape, int nops,
+                     const reel_tensor *const *opsv) {
+  int64_t shape[REEL_MAX_DIMS];
+  int64_t stride[4][REEL_MAX_DIMS];
+  int n = 0;
+  for (int d = 0; d < out_ndim; d++) {
+    if (out_shape[d] == 1) continue; /* size-1 dims never move the position */
+    shape[n] = out_shape[d];
+    for (int k = 0; k < nops; k++) {
+      const reel_tensor *t = opsv[k];
+      int td = d - (out_ndim - t->ndim);
+      stride[k][n] = (td < 0 || t->shape[td] == 1) ? 0 : t->stride[td];
+    }
+    n++;
+  }
+  it->nops = nops;
+  if (n == 0) {
+    it->ndim = 1;
+    it->shape[0] = 1;
+    for (int k = 0; k < nops; k++) it->stride[k][0] = 0;
+    return;
+  }
+  /* Merge dim d into d+1 when every operand steps through them as one. */
+  int m = 0;
+  it->shape[0] = shape[0];
+  for (int k = 0; k < nops; k++) it->stride[k][0] = stride[k][0];
+  for (int d = 1; d < n; d++) {
+    int mergeable = 1;
+    for (int k = 0; k < nops && mergeable; k++) mergeable = it->stride[k][m] == shape[d] * stride[k][d];
+    if (mergeable) {
+      it->shape[m] *= shape[d];
+      for (int k = 0; k < nops; k++) it->stride[k][m] = stride[k][d];
+    } else {
+      m++;
+      it->shape[m] = shape[d];
+      for (int k = 0; k < nops; k++) it->stride[k][m] = stride[k][d];
+    }
+  }
+  it->ndim = m + 1;
+}
+
+int64_t reel__iter_rows(const reel__iter *it) {
+  int64_t r = 1;
+  for (int d = 0; d < it->ndim - 1; d++) r *= it->shape[d];
+  return r;
+}
+
+void reel__iter_row_offsets(const reel__iter *it, int64_t row, int64_t *offsets) {
+  for (int k = 0; k < it->nops; k++) offsets[k] = 0;
+  for (int d = it->ndim - 2; d >= 0; d--) {
+    int64_t i = row % it->shape[d];
+    row /= it->shape[d];
+    for (int k = 0; k < it->nops; k++) offsets[k] += i * it->stride[k][d];
+  }
+}
