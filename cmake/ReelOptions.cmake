@@ -20,6 +20,17 @@ if(REEL_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+# Fuzzing: every C file gets libFuzzer's coverage instrumentation plus ASan/UBSan, so
+# that the fuzz targets (tests/fuzz, -fsanitize=fuzzer) see into the libraries they call.
+if(REEL_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "REEL_FUZZ=ON needs clang (configure with -DCMAKE_C_COMPILER=clang or --preset fuzz)")
+  endif()
+  add_compile_options($<$<COMPILE_LANGUAGE:C>:-fsanitize=fuzzer-no-link,address,undefined>
+                      $<$<COMPILE_LANGUAGE:C>:-fno-sanitize-recover=undefined> $<$<COMPILE_LANGUAGE:C>:-fno-omit-frame-pointer>)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # CUDA: AUTO builds the backend when nvcc is found.
 set(REEL_HAVE_CUDA OFF)
 if(NOT REEL_CUDA STREQUAL "OFF")
