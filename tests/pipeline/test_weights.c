@@ -5,6 +5,8 @@
  * and indexes that disagree with their shards, each rejected with an error naming
  * the file and the tensor. Allocation-failure injection runs every cleanup path.
  */
+#include <ftw.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +291,62 @@ static void test_bad_index(void **state) {
   assert_non_null(strstr(err.msg, path));
 }
 
+/* Opens a file written by the Python safetensors library; counts it. nftw needs a file-scope counter. */
+static int reference_files;
+
+static int open_reference(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  size_t n = strlen(path);
+  if (type != FTW_F || n < 12 || strcmp(path + n - 12, ".safetensors") != 0) return 0;
+  reel_weights *w = NULL;
+  reel_error err;
+  reel_error_clear(&err);
+  reel_status rc = reel_weights_open(path, &w, &err);
+  if (rc != REEL_OK) print_error("%s: %s\n", path, err.msg);
+  assert_int_equal(rc, REEL_OK);
+  assert_true(reel_weights_count(w) > 0);
+  reel_weights_close(&w);
+  reference_files++;
+  return 0;
+}
+
+/* The committed parity fixtures were written by diffusers / safetensors (Python): reel reads them all. */
+static void test_reference_files(void **state) {
+  (void)state;
+  char root[1024], dir[1200], index[1400];
+  snprintf(root, sizeof root, "%s/tests/fixtures", tu_source_dir());
+  snprintf(dir, sizeof dir, "%s/wan-t2v-b/transformer", root);
+  snprintf(index, sizeof index, "%s/" INDEX, dir);
+  json_t *j = json_load_file(index, 0, NULL);
+  if (!j) skip();
+  reel_weights *w = NULL;
+  reel_error err;
+  reel_error_clear(&err);
+  assert_int_equal(reel_weights_open_dir(dir, &w, &err), REEL_OK);
+  assert_string_equal(reel_weights_path(w), index);
+  /* The index's own accounting agrees with what the shards hold. */
+  json_t *map = json_object_get(j, "weight_map");
+  assert_int_equal(reel_weights_count(w), json_object_size(map));
+  assert_true(reel_weights_shard_count(w) >= 2);
+  uint64_t total = 0;
+  for (size_t i = 0; i < reel_weights_count(w); i++) total += reel_weights_at(w, i)->nbytes;
+  assert_int_equal(total, json_integer_value(json_object_get(json_object_get(j, "metadata"), "total_size")));
+  const char *name;
+  json_t *shard;
+  json_object_foreach(map, name, shard) {
+    const reel_st_tensor *t = reel_weights_find(w, name);
+    assert_non_null(t);
+    assert_non_null(strstr(t->file, json_string_value(shard)));
+  }
+  reel_weights_close(&w);
+  json_decref(j);
+
+  reference_files = 0;
+  assert_int_equal(nftw(root, open_reference, 16, FTW_PHYS), 0);
+  assert_true(reference_files >= 5);
+}
+
 static void test_alloc_failures(void **state) {
   fixture *f = *state;
   write_sharded(f->dir);
@@ -323,6 +381,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sharded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_single_and_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_index, setup, teardown),
+      cmocka_unit_test(test_reference_files),
       cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
