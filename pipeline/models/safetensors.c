@@ -442,7 +442,8 @@ reel_status reel_safetensors_open(const char *path, reel_safetensors **out, reel
   if (!out) return reel_error_set(err, REEL_EINVAL, "out", "no output handle given");
   *out = NULL;
   if (!path || !path[0]) return reel_error_set(err, REEL_EINVAL, "path", "no path given");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO given by mistake must be refused below, not block the open. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     int e = errno;
     return reel_error_set(err, e == ENOENT || e == ENOTDIR ? REEL_ENOTFOUND : REEL_EIO, "path", "%s: cannot open: %s",

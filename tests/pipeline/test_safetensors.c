@@ -408,6 +408,13 @@ static void test_file_errors(void **state) {
   assert_int_equal(reel_safetensors_open(f->dir, &st, &err), REEL_EINVAL);
   assert_non_null(strstr(err.msg, "not a regular file"));
 
+  /* A FIFO is refused at once instead of blocking for a writer. */
+  snprintf(path, sizeof path, "%s/fifo.safetensors", f->dir);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  reel_error_clear(&err);
+  assert_int_equal(reel_safetensors_open(path, &st, &err), REEL_EINVAL);
+  assert_non_null(strstr(err.msg, "not a regular file"));
+
   reel_error_clear(&err);
   assert_int_equal(reel_safetensors_open("", &st, &err), REEL_EINVAL);
   reel_error_clear(&err);
