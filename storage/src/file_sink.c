@@ -399,7 +399,7 @@ reel_status reel__file_sink_open(const char *url, const reel_sink_options *opts,
   fs->base.log = opts->log;
   fs->base.url = fs->url;
   reel_free(path);
-  reel_log(opts->log, REEL_LOG_DEBUG, "storage", NULL, "object opened", "url=%s tmp=%s", fs->url, fs->tmp);
+  reel_log(opts->log, REEL_LOG_DEBUG, "storage", NULL, "object opened", "url=%s tmp=\"%s\"", fs->url, fs->tmp);
   *out = &fs->base;
   return REEL_OK;
 fail:

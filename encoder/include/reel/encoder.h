@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Video encoding and decoding through FFmpeg, behind reel's own types (no
+ * FFmpeg header appears here).
+ *
+ * An encoding session takes frames (8-bit RGB24, or float RGB in [0, 1]) in host
+ * memory, converts them to 4:2:0 YUV (BT.709, limited range, tagged as such),
+ * encodes them and muxes the packets into a container that is written through a
+ * reel_sink as it is produced. A seekable sink gets a regular MP4 with the index
+ * moved to the front (faststart); a streaming sink gets fragmented MP4.
+ *
+ *   reel_encoder_options o;
+ *   reel_encoder_options_init(&o);
+ *   o.width = 320; o.height = 240; o.fps_num = 24; o.fps_den = 1;
+ *   reel_encoder *enc;
+ *   if (reel_encoder_open(&o, sink, &enc, err)) ...;           // writes the header
+ *   for each frame: reel_encoder_push_rgb(enc, rgb, 320 * 3, err);
+ *   reel_encoder_finish(enc, &stats, err);                       // flush + trailer
+ *   reel_encoder_destroy(&enc);
+ *   reel_sink_close(&sink, &res, err);                           // commit
+ *
+ * The encoder borrows the sink: the caller commits it after a successful finish
+ * and aborts it otherwise. After any failed call the session only accepts
+ * destroy. A session is used by one thread at a time.
+ */
+#ifndef REEL_ENCODER_H
+#define REEL_ENCODER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reel/jobspec.h"
+#include "reel/log.h"
+#include "reel/sink.h"
+#include "reel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct reel_encoder reel_encoder;
+
+typedef struct reel_encoder_options {
+  reel_codec codec;         /* REEL_CODEC_H264 (libx264) */
+  reel_container container; /* AUTO: MP4 when the sink can seek, fragmented MP4 otherwise */
+  int width, height;        /* pixels, even, 16..8192 */
+  int fps_num, fps_den;     /* frame rate as a fraction (24/1, 30000/1001), each 1..1000000, rate <= 1000 */
+  int crf;                  /* constant rate factor; -1 = the codec's default (libx264: 23) */
+  const char *preset;       /* encoder preset; NULL = the codec's default (libx264: "medium"); borrowed */
+  int gop;                  /* frames between keyframes; 0 = about 2 seconds */
+  int threads;              /* encoder threads; 0 = automatic */
+  const reel_logger *log;   /* may be NULL; borrowed */
+  const char *job_id;       /* for log records; may be NULL; borrowed */
+} reel_encoder_options;
+
+/* Figures about a finished session. */
+typedef struct reel_encoder_stats {
+  int64_t frames;          /* frames pushed */
+  int64_t packets;         /* compressed packets muxed */
+  uint64_t packet_bytes;   /* compressed video bytes (without container overhead) */
+  double convert_seconds;  /* time in colour conversion */
+  double encode_seconds;   /* time in the encoder and muxer, flush and trailer included */
+  char encoder[32];        /* libavcodec encoder used ("libx264") */
+  char container[16];      /* container written ("mp4", "fmp4") */
+} reel_encoder_stats;
+
+/* Defaults: H.264, container AUTO, crf -1, everything else 0/NULL (width, height and fps must be set). */
+void reel_encoder_options_init(reel_encoder_options *o);
+
+/*
+ * Checks options without opening anything; `seekable` says whether the sink
+ * can seek (for the container choice). Errors name the field ("width", "crf",
+ * "preset", "container") and the limit.
+ */
+reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekable, reel_error *err);
+
+/*
+ * Opens an encoding session writing to `sink` (borrowed; must outlive the
+ * session) and writes the container header. On failure *out is NULL and nothing
+ * needs freeing; the sink may hold a partial header and should be aborted.
+ */
+reel_status reel_encoder_open(const reel_encoder_options *opts, reel_sink *sink, reel_encoder **out /* OUT: */,
+                              reel_error *err);
+
+/* Encodes one frame of width x height RGB24 pixels; `stride` is bytes per row (>= width * 3). */
+reel_status reel_encoder_push_rgb(reel_encoder *enc, const uint8_t *rgb, size_t stride, reel_error *err);
+
+/*
+ * As reel_encoder_push_rgb for interleaved float RGB in [0, 1] (values outside
+ * are clamped); `stride` is floats per row (>= width * 3). NaN or Inf gives
+ * REEL_ENONFINITE naming the frame and pixel.
+ */
+reel_status reel_encoder_push_rgbf(reel_encoder *enc, const float *rgb, size_t stride, reel_error *err);
+
+/* Flushes the encoder and writes the trailer. `stats` may be NULL. */
+reel_status reel_encoder_finish(reel_encoder *enc, reel_encoder_stats *stats /* OUT: */, reel_error *err);
+
+/* Frees the session (finished or not); accepts NULL and NULL *enc. */
+void reel_encoder_destroy(reel_encoder **enc);
+
+/*
+ * A frame rate as a fraction: integers stay n/1, the NTSC rates (23.976,
+ * 29.97, 59.94, ...) become n*1000/1001, anything else the nearest fraction with
+ * a denominator up to 1001. REEL_ERANGE when fps is not a finite number in
+ * (0, 1000].
+ */
+reel_status reel_fps_to_fraction(double fps, int *num /* OUT: */, int *den /* OUT: */);
+
+/* ---- decoding ---- */
+
+typedef struct reel_decoder reel_decoder;
+
+typedef struct reel_video_info {
+  int width, height;    /* of the frames reel_decoder_next_rgb returns */
+  int fps_num, fps_den; /* average frame rate; 0/1 when unknown */
+  int64_t frames;       /* frame count the container declares; -1 when unknown */
+  double duration;      /* seconds; -1 when unknown */
+  char codec[32];       /* decoder name ("h264") */
+} reel_video_info;
+
+/*
+ * Opens any local file FFmpeg can read (a video or an image) and its best video
+ * stream. Only local files: other protocols are refused. `threads` 0 = auto.
+ * `log` may be NULL. Errors: REEL_ENOTFOUND (no such file), REEL_EFORMAT (not a
+ * readable video), REEL_ECODEC (no decoder).
+ */
+reel_status reel_decoder_open(const char *path, int threads, const reel_logger *log, reel_decoder **out /* OUT: */,
+                              reel_error *err);
+/* Stream information; never fails on an open decoder. */
+void reel_decoder_info(const reel_decoder *dec, reel_video_info *info /* OUT: */);
+/*
+ * Decodes the next frame into width x height RGB24 pixels at `rgb` (stride
+ * bytes per row, >= width * 3), converting from the stream's colour space and
+ * range. Returns REEL_EOF after the last frame.
+ */
+reel_status reel_decoder_next_rgb(reel_decoder *dec, uint8_t *rgb, size_t stride, reel_error *err);
+/* Accepts NULL and NULL *dec. */
+void reel_decoder_destroy(reel_decoder **dec);
+
+/*
+ * Routes FFmpeg's log messages about reel's encoders and decoders into their
+ * reel loggers (FFmpeg's info becomes debug, its verbose and debug trace) and
+ * leaves every other FFmpeg message to FFmpeg's default handler. FFmpeg's log
+ * callback is process-wide, so libraries never call this by themselves: the
+ * application (the reel CLI, a worker) calls it once at start-up.
+ */
+void reel_ffmpeg_route_logs(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

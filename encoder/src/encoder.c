@@ -1,0 +1,642 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The encoding session: RGB frames → swscale (BT.709, limited range) → an
+ * FFmpeg encoder → a muxer whose AVIOContext writes through a reel_sink.
+ *
+ * The API sequence follows FFmpeg's doc/examples (encode_video.c, mux.c):
+ * allocate the output context, add a stream, open the encoder, copy its
+ * parameters to the stream, write the header, then send frames and drain
+ * packets until EAGAIN, flush with a NULL frame until EOF, write the trailer.
+ * EAGAIN and EOF are codes in that loop, never errors.
+ *
+ * Codecs and containers come from two tables below, so adding one (HEVC, AV1,
+ * WebM) is a row, not new code paths. MP4 faststart moves the index to the front
+ * after encoding: the mov muxer re-opens its output for reading through
+ * io_open, which we answer with a second AVIOContext on the same sink; each
+ * AVIOContext keeps its own position and the sink is repositioned before each
+ * access.
+ */
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/opt.h>
+#include <libswscale/swscale.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "av_common.h"
+#include "reel/alloc.h"
+#include "reel/clock.h"
+#include "reel/encoder.h"
+
+#if LIBAVFORMAT_VERSION_MAJOR >= 61
+#define REEL_AVIO_WBUF const uint8_t *
+#else
+#define REEL_AVIO_WBUF uint8_t *
+#endif
+
+enum { IO_BUF_SIZE = 256 * 1024, READ_BUF_SIZE = 64 * 1024 };
+
+#define CBIT(c) (1u << (unsigned)(c))
+
+typedef struct codec_row {
+  reel_codec codec;
+  const char *encoder;       /* libavcodec encoder name */
+  int crf_min, crf_max;      /* accepted CRF range */
+  int crf_default;           /* used when options.crf == -1 */
+  const char *preset_default;
+  const char *const *presets; /* accepted presets, NULL-terminated */
+  unsigned containers;        /* CBIT(reel_container) of containers that carry it */
+} codec_row;
+
+static const char *const x264_presets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
+                                           "medium",    "slow",      "slower",   "veryslow", "placebo",
+                                           NULL};
+
+static const codec_row codec_table[] = {
+    {REEL_CODEC_H264, "libx264", 0, 51, 23, "medium", x264_presets,
+     CBIT(REEL_CONTAINER_MP4) | CBIT(REEL_CONTAINER_FMP4) | CBIT(REEL_CONTAINER_MKV)},
+};
+
+typedef struct container_row {
+  reel_container container;
+  const char *name;     /* as reported in stats ("fmp4") */
+  const char *muxer;    /* libavformat muxer */
+  const char *movflags; /* mov/mp4 muxer flags; NULL = none */
+  int needs_seek;       /* the muxer must seek back: not for streaming sinks */
+} container_row;
+
+static const container_row container_table[] = {
+    {REEL_CONTAINER_MP4, "mp4", "mp4", "+faststart", 1},
+    {REEL_CONTAINER_FMP4, "fmp4", "mp4", "+frag_keyframe+empty_moov+default_base_moof", 0},
+    {REEL_CONTAINER_MKV, "mkv", "matroska", NULL, 0},
+};
+
+static const codec_row *find_codec(reel_codec c) {
+  for (size_t i = 0; i < sizeof codec_table / sizeof codec_table[0]; i++)
+    if (codec_table[i].codec == c) return &codec_table[i];
+  return NULL;
+}
+
+static const container_row *find_container(reel_container c) {
+  for (size_t i = 0; i < sizeof container_table / sizeof container_table[0]; i++)
+    if (container_table[i].container == c) return &container_table[i];
+  return NULL;
+}
+
+static const char *name_or(const char *const *names, int i, int count) {
+  return i >= 0 && i < count && names[i] ? names[i] : "?";
+}
+#define CODEC_NAME(c) name_or(reel_codec_names, (int)(c), 4)
+#define CONTAINER_NAME(c) name_or(reel_container_names, (int)(c), 5)
+
+/* One AVIOContext's view of the sink: its own position in a shared sink. */
+typedef struct sink_io {
+  struct reel_encoder *enc;
+  int64_t pos;
+} sink_io;
+
+typedef enum { ENC_OPEN = 0, ENC_FINISHED, ENC_FAILED } enc_state;
+
+struct reel_encoder {
+  reel__av_owner owner; /* first: FFmpeg contexts point here */
+  const codec_row *codec;
+  const container_row *container;
+  int width, height;
+  char *job_id;
+  reel_sink *sink; /* borrowed */
+  int seekable;
+  int64_t sink_pos; /* where the sink's own position is */
+  sink_io wio;      /* the muxer's output */
+  reel_status io_st;
+  reel_error io_err; /* first sink failure, reported instead of FFmpeg's EIO */
+  AVFormatContext *fmt;
+  AVIOContext *pb;
+  AVStream *st;
+  AVCodecContext *cc;
+  struct SwsContext *sws;
+  AVFrame *frame;
+  AVPacket *pkt;
+  uint8_t *rgb_tmp; /* float → 8-bit staging, width*height*3 */
+  enc_state state;
+  int64_t frames, packets;
+  uint64_t packet_bytes;
+  int64_t convert_ns, encode_ns;
+};
+
+void reel_encoder_options_init(reel_encoder_options *o) {
+  memset(o, 0, sizeof *o);
+  o->codec = REEL_CODEC_H264;
+  o->container = REEL_CONTAINER_AUTO;
+  o->crf = -1;
+}
+
+static reel_container resolve_container(reel_container c, int seekable) {
+  if (c != REEL_CONTAINER_AUTO) return c;
+  return seekable ? REEL_CONTAINER_MP4 : REEL_CONTAINER_FMP4;
+}
+
+reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekable, reel_error *err) {
+  if (!o) return reel_error_set(err, REEL_EINVAL, "options", "must not be NULL");
+  const codec_row *cr = find_codec(o->codec);
+  if (!cr) {
+    char list[128] = "";
+    for (size_t i = 0; i < sizeof codec_table / sizeof codec_table[0]; i++)
+      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+               CODEC_NAME(codec_table[i].codec));
+    return reel_error_set(err, REEL_EUNSUPPORTED, "codec", "'%s' is not available in this build (available: %s)",
+                          CODEC_NAME(o->codec), list);
+  }
+  if (o->width < 16 || o->width > 8192 || o->width % 2)
+    return reel_error_set(err, REEL_ERANGE, "width", "must be even and in 16..8192, got %d", o->width);
+  if (o->height < 16 || o->height > 8192 || o->height % 2)
+    return reel_error_set(err, REEL_ERANGE, "height", "must be even and in 16..8192, got %d", o->height);
+  if (o->fps_num < 1 || o->fps_num > 1000000 || o->fps_den < 1 || o->fps_den > 1000000 ||
+      (double)o->fps_num / o->fps_den > 1000.0)
+    return reel_error_set(err, REEL_ERANGE, "fps", "must be a fraction n/d with n, d in 1..1000000 and at most 1000, "
+                          "got %d/%d", o->fps_num, o->fps_den);
+  if (o->crf != -1 && (o->crf < cr->crf_min || o->crf > cr->crf_max))
+    return reel_error_set(err, REEL_ERANGE, "crf", "must be in %d..%d for %s (%s), got %d", cr->crf_min, cr->crf_max,
+                          CODEC_NAME(cr->codec), cr->encoder, o->crf);
+  if (o->preset && reel_name_index(cr->presets, o->preset) < 0) {
+    char list[256] = "";
+    for (size_t i = 0; cr->presets[i]; i++)
+      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", cr->presets[i]);
+    return reel_error_set(err, REEL_EINVAL, "preset", "'%.40s' is not a %s preset (one of: %s)", o->preset,
+                          cr->encoder, list);
+  }
+  if (o->gop < 0 || o->gop > 100000)
+    return reel_error_set(err, REEL_ERANGE, "gop", "must be in 0..100000 (0 = 2 seconds), got %d", o->gop);
+  if (o->threads < 0 || o->threads > 256)
+    return reel_error_set(err, REEL_ERANGE, "threads", "must be in 0..256 (0 = automatic), got %d", o->threads);
+  reel_container c = resolve_container(o->container, seekable);
+  const container_row *ct = find_container(c);
+  if (!ct) return reel_error_set(err, REEL_EUNSUPPORTED, "container", "'%s' is not available in this build",
+                                 CONTAINER_NAME(o->container));
+  if (!(cr->containers & CBIT(c)))
+    return reel_error_set(err, REEL_EINVAL, "container", "%s cannot carry %s", ct->name, CODEC_NAME(cr->codec));
+  if (ct->needs_seek && !seekable)
+    return reel_error_set(err, REEL_EINVAL, "container", "%s needs an output that can seek; for streaming use fmp4",
+                          ct->name);
+  return REEL_OK;
+}
+
+/* ---- the AVIO bridge to the sink ---- */
+
+static int io_record(struct reel_encoder *e, reel_status st, const reel_error *err) {
+  if (e->io_st == REEL_OK) {
+    e->io_st = st;
+    e->io_err = *err;
+  }
+  return AVERROR(EIO);
+}
+
+/* Moves the sink to `pos` if another AVIOContext left it elsewhere. */
+static int io_position(sink_io *io) {
+  struct reel_encoder *e = io->enc;
+  if (!e->seekable || e->sink_pos == io->pos) return 0;
+  reel_error err = {0};
+  int64_t got;
+  reel_status st = reel_sink_seek(e->sink, io->pos, SEEK_SET, &got, &err);
+  if (st != REEL_OK) return io_record(e, st, &err);
+  e->sink_pos = got;
+  return 0;
+}
+
+static int io_write(void *opaque, REEL_AVIO_WBUF buf, int size) {
+  sink_io *io = opaque;
+  struct reel_encoder *e = io->enc;
+  int r = io_position(io);
+  if (r < 0) return r;
+  reel_error err = {0};
+  reel_status st = reel_sink_write(e->sink, buf, (size_t)size, &err);
+  if (st != REEL_OK) return io_record(e, st, &err);
+  io->pos += size;
+  e->sink_pos = io->pos;
+  return size;
+}
+
+static int io_read(void *opaque, uint8_t *buf, int size) {
+  sink_io *io = opaque;
+  struct reel_encoder *e = io->enc;
+  int r = io_position(io);
+  if (r < 0) return r;
+  reel_error err = {0};
+  size_t got = 0;
+  reel_status st = reel_sink_read(e->sink, buf, (size_t)size, &got, &err);
+  if (st != REEL_OK) return io_record(e, st, &err);
+  io->pos += (int64_t)got;
+  e->sink_pos = io->pos;
+  return got ? (int)got : AVERROR_EOF;
+}
+
+static int64_t io_seek(void *opaque, int64_t offset, int whence) {
+  sink_io *io = opaque;
+  struct reel_encoder *e = io->enc;
+  reel_error err = {0};
+  int64_t pos;
+  reel_status st;
+  whence &= ~AVSEEK_FORCE;
+  if (whence == AVSEEK_SIZE) {
+    st = reel_sink_seek(e->sink, 0, SEEK_END, &pos, &err);
+    if (st != REEL_OK) return io_record(e, st, &err);
+    e->sink_pos = pos;
+    return pos;
+  }
+  if (whence == SEEK_CUR) {
+    offset += io->pos;
+    whence = SEEK_SET;
+  }
+  if (whence != SEEK_SET && whence != SEEK_END) return AVERROR(EINVAL);
+  st = reel_sink_seek(e->sink, offset, whence, &pos, &err);
+  if (st == REEL_EINVAL) return AVERROR(EINVAL);
+  if (st != REEL_OK) return io_record(e, st, &err);
+  e->sink_pos = pos;
+  io->pos = pos;
+  return pos;
+}
+
+/* The mov muxer's faststart pass re-opens "the output" for reading: give it a reader on the sink. */
+static int io_open(AVFormatContext *s, AVIOContext **pb, const char *url, int flags, AVDictionary **options) {
+  (void)url;
+  (void)options;
+  reel__av_owner *o = s->opaque;
+  if (!o || o->magic != REEL__AV_OWNER_MAGIC || (flags & AVIO_FLAG_WRITE)) return AVERROR(EPERM);
+  struct reel_encoder *e = (struct reel_encoder *)o;
+  if (!e->seekable) return AVERROR(ENOSYS);
+  sink_io *rio = av_mallocz(sizeof *rio);
+  uint8_t *buf = av_malloc(READ_BUF_SIZE);
+  AVIOContext *ctx = rio && buf ? avio_alloc_context(buf, READ_BUF_SIZE, 0, rio, io_read, NULL, io_seek) : NULL;
+  if (!ctx) {
+    av_free(buf);
+    av_free(rio);
+    return AVERROR(ENOMEM);
+  }
+  rio->enc = e;
+  rio->pos = 0;
+  *pb = ctx;
+  return 0;
+}
+
+static int io_close2(AVFormatContext *s, AVIOContext *pb) {
+  (void)s;
+  if (!pb) return 0;
+  av_free(pb->opaque);
+  av_freep(&pb->buffer);
+  avio_context_free(&pb);
+  return 0;
+}
+
+/* A muxing failure: the sink's own error when it caused it, FFmpeg's otherwise. */
+static reel_status mux_fail(struct reel_encoder *e, int averr, const char *what, reel_error *err) {
+  if (e->io_st != REEL_OK) {
+    if (err && err->code == REEL_OK) *err = e->io_err;
+    return e->io_st;
+  }
+  return reel__av_fail(err, "container", averr, what);
+}
+
+/* ---- encoding ---- */
+
+static reel_status drain(struct reel_encoder *e, reel_error *err) {
+  for (;;) {
+    int r = avcodec_receive_packet(e->cc, e->pkt);
+    if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return REEL_OK;
+    if (r < 0) return reel__av_fail(err, "codec", r, "encoding");
+    av_packet_rescale_ts(e->pkt, e->cc->time_base, e->st->time_base);
+    e->pkt->stream_index = e->st->index;
+    e->packets++;
+    e->packet_bytes += (uint64_t)e->pkt->size;
+    r = av_interleaved_write_frame(e->fmt, e->pkt); /* takes the packet's reference */
+    if (r < 0) return mux_fail(e, r, "writing a packet", err);
+  }
+}
+
+/* Sends a frame (NULL = flush) and muxes every packet that becomes ready. */
+static reel_status enc_send(struct reel_encoder *e, AVFrame *frame, reel_error *err) {
+  int r = avcodec_send_frame(e->cc, frame);
+  if (r == AVERROR(EAGAIN)) {
+    /* Output is pending: take it, then the encoder must accept the frame. */
+    reel_status st = drain(e, err);
+    if (st != REEL_OK) return st;
+    r = avcodec_send_frame(e->cc, frame);
+  }
+  if (r < 0) return reel__av_fail(err, "codec", r, frame ? "sending a frame" : "flushing");
+  return drain(e, err);
+}
+
+static reel_status encode_rgb(struct reel_encoder *e, const uint8_t *rgb, int stride, reel_error *err) {
+  int64_t t0 = reel_now_ns();
+  int r = av_frame_make_writable(e->frame);
+  if (r < 0) return reel__av_fail(err, "frame", r, "getting a frame buffer");
+  const uint8_t *src[4] = {rgb, NULL, NULL, NULL};
+  const int src_stride[4] = {stride, 0, 0, 0};
+  r = sws_scale(e->sws, src, src_stride, 0, e->height, e->frame->data, e->frame->linesize);
+  if (r != e->height) return reel__av_fail(err, "frame", r < 0 ? r : AVERROR_BUG, "converting RGB to YUV");
+  e->frame->pts = e->frames;
+  int64_t t1 = reel_now_ns();
+  e->convert_ns += t1 - t0;
+  reel_status st = enc_send(e, e->frame, err);
+  e->encode_ns += reel_now_ns() - t1;
+  if (st == REEL_OK) e->frames++;
+  return st;
+}
+
+static reel_status check_push(struct reel_encoder *e, const void *rgb, size_t stride, size_t min_stride,
+                              reel_error *err) {
+  if (!e) return reel_error_set(err, REEL_EINVAL, "encoder", "must not be NULL");
+  if (e->state != ENC_OPEN)
+    return reel_error_set(err, REEL_ESTATE, "encoder",
+                          e->state == ENC_FINISHED ? "already finished" : "a previous call failed");
+  if (!rgb) return reel_error_set(err, REEL_EINVAL, "rgb", "must not be NULL");
+  if (stride < min_stride || stride > (size_t)INT_MAX / 4)
+    return reel_error_set(err, REEL_EINVAL, "stride", "must be at least %zu (width * 3), got %zu", min_stride,
+                          stride);
+  return REEL_OK;
+}
+
+reel_status reel_encoder_push_rgb(reel_encoder *e, const uint8_t *rgb, size_t stride, reel_error *err) {
+  reel_status st = check_push(e, rgb, stride, e ? (size_t)e->width * 3 : 0, err);
+  if (st != REEL_OK) return st;
+  st = encode_rgb(e, rgb, (int)stride, err);
+  if (st != REEL_OK) e->state = ENC_FAILED;
+  return st;
+}
+
+reel_status reel_encoder_push_rgbf(reel_encoder *e, const float *rgb, size_t stride, reel_error *err) {
+  reel_status st = check_push(e, rgb, stride, e ? (size_t)e->width * 3 : 0, err);
+  if (st != REEL_OK) return st;
+  size_t row = (size_t)e->width * 3;
+  if (!e->rgb_tmp) {
+    e->rgb_tmp = reel_malloc(row * (size_t)e->height);
+    if (!e->rgb_tmp) {
+      e->state = ENC_FAILED;
+      return reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d staging frame", e->width, e->height);
+    }
+  }
+  for (int y = 0; y < e->height; y++) {
+    const float *s = rgb + (size_t)y * stride;
+    uint8_t *d = e->rgb_tmp + (size_t)y * row;
+    for (size_t i = 0; i < row; i++) {
+      float v = s[i];
+      if (!isfinite(v)) {
+        e->state = ENC_FAILED;
+        return reel_error_set(err, REEL_ENONFINITE, "rgb", "frame %lld pixel (%zu, %d) channel %zu is %s",
+                              (long long)e->frames, i / 3, y, i % 3, isnan(v) ? "NaN" : "infinite");
+      }
+      v = v * 255.0f + 0.5f;
+      d[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+    }
+  }
+  st = encode_rgb(e, e->rgb_tmp, (int)row, err);
+  if (st != REEL_OK) e->state = ENC_FAILED;
+  return st;
+}
+
+reel_status reel_encoder_finish(reel_encoder *e, reel_encoder_stats *stats, reel_error *err) {
+  if (stats) memset(stats, 0, sizeof *stats);
+  if (!e) return reel_error_set(err, REEL_EINVAL, "encoder", "must not be NULL");
+  if (e->state != ENC_OPEN)
+    return reel_error_set(err, REEL_ESTATE, "encoder",
+                          e->state == ENC_FINISHED ? "already finished" : "a previous call failed");
+  int64_t t0 = reel_now_ns();
+  reel_status st = enc_send(e, NULL, err);
+  if (st == REEL_OK) {
+    int r = av_write_trailer(e->fmt);
+    if (r < 0) st = mux_fail(e, r, "writing the trailer", err);
+  }
+  if (st == REEL_OK) {
+    avio_flush(e->pb);
+    if (e->pb->error < 0) st = mux_fail(e, e->pb->error, "flushing the output", err);
+  }
+  e->encode_ns += reel_now_ns() - t0;
+  if (st != REEL_OK) {
+    e->state = ENC_FAILED;
+    return st;
+  }
+  e->state = ENC_FINISHED;
+  if (stats) {
+    stats->frames = e->frames;
+    stats->packets = e->packets;
+    stats->packet_bytes = e->packet_bytes;
+    stats->convert_seconds = (double)e->convert_ns / 1e9;
+    stats->encode_seconds = (double)e->encode_ns / 1e9;
+    snprintf(stats->encoder, sizeof stats->encoder, "%s", e->codec->encoder);
+    snprintf(stats->container, sizeof stats->container, "%s", e->container->name);
+  }
+  reel_log(e->owner.log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoding finished",
+           "frames=%lld packets=%lld bytes=%llu encoder=%s container=%s", (long long)e->frames,
+           (long long)e->packets, (unsigned long long)e->packet_bytes, e->codec->encoder, e->container->name);
+  return REEL_OK;
+}
+
+void reel_encoder_destroy(reel_encoder **ep) {
+  if (!ep || !*ep) return;
+  reel_encoder *e = *ep;
+  *ep = NULL;
+  sws_freeContext(e->sws);
+  av_frame_free(&e->frame);
+  av_packet_free(&e->pkt);
+  avcodec_free_context(&e->cc);
+  avformat_free_context(e->fmt); /* leaves the custom pb alone */
+  if (e->pb) {
+    av_freep(&e->pb->buffer);
+    avio_context_free(&e->pb);
+  }
+  reel_free(e->rgb_tmp);
+  reel_free(e->job_id);
+  reel_free(e);
+}
+
+reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, reel_encoder **out, reel_error *err) {
+  if (!out) return reel_error_set(err, REEL_EINVAL, "out", "must not be NULL");
+  *out = NULL;
+  if (!sink) return reel_error_set(err, REEL_EINVAL, "sink", "must not be NULL");
+  int seekable = reel_sink_seekable(sink);
+  reel_status st = reel_encoder_check_options(o, seekable, err);
+  if (st != REEL_OK) return st;
+  AVDictionary *copts = NULL, *mopts = NULL;
+  int r;
+  reel_encoder *e = reel_calloc(1, sizeof *e);
+  if (!e) return reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+  e->owner.magic = REEL__AV_OWNER_MAGIC;
+  e->owner.log = o->log;
+  e->owner.module = "encoder";
+  if (o->job_id && !(e->job_id = reel_strdup(o->job_id))) {
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto fail;
+  }
+  e->owner.job_id = e->job_id;
+  e->codec = find_codec(o->codec);
+  e->container = find_container(resolve_container(o->container, seekable));
+  e->width = o->width;
+  e->height = o->height;
+  e->sink = sink;
+  e->seekable = seekable;
+  e->wio.enc = e;
+  if (seekable) {
+    /* The muxer writes from wherever the sink is now (normally 0). */
+    if ((st = reel_sink_seek(sink, 0, SEEK_CUR, &e->sink_pos, err))) goto fail;
+    e->wio.pos = e->sink_pos;
+  }
+
+  const AVCodec *codec = avcodec_find_encoder_by_name(e->codec->encoder);
+  if (!codec) {
+    st = reel_error_set(err, REEL_EUNSUPPORTED, "codec", "encoder %s is not in this FFmpeg build",
+                        e->codec->encoder);
+    goto fail;
+  }
+  r = avformat_alloc_output_context2(&e->fmt, NULL, e->container->muxer, NULL);
+  if (r < 0 || !e->fmt) {
+    st = reel__av_fail(err, "container", r < 0 ? r : AVERROR(ENOMEM), "creating the muxer");
+    goto fail;
+  }
+  e->fmt->opaque = &e->owner;
+  e->fmt->io_open = io_open;
+  e->fmt->io_close2 = io_close2;
+  av_freep(&e->fmt->url);
+  e->fmt->url = av_strdup(reel_sink_url(sink));
+  uint8_t *iobuf = av_malloc(IO_BUF_SIZE);
+  if (iobuf) e->pb = avio_alloc_context(iobuf, IO_BUF_SIZE, 1, &e->wio, NULL, io_write, seekable ? io_seek : NULL);
+  if (!e->fmt->url || !e->pb) {
+    if (!e->pb) av_free(iobuf);
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto fail;
+  }
+  e->fmt->pb = e->pb;
+
+  e->st = avformat_new_stream(e->fmt, NULL);
+  e->cc = avcodec_alloc_context3(codec);
+  e->frame = av_frame_alloc();
+  e->pkt = av_packet_alloc();
+  if (!e->st || !e->cc || !e->frame || !e->pkt) {
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto fail;
+  }
+  AVCodecContext *c = e->cc;
+  c->opaque = &e->owner;
+  c->width = o->width;
+  c->height = o->height;
+  c->pix_fmt = AV_PIX_FMT_YUV420P;
+  c->sample_aspect_ratio = (AVRational){1, 1};
+  c->time_base = (AVRational){o->fps_den, o->fps_num};
+  c->framerate = (AVRational){o->fps_num, o->fps_den};
+  c->gop_size = o->gop ? o->gop : (int)fmax(1.0, round(2.0 * o->fps_num / o->fps_den));
+  c->thread_count = o->threads;
+  c->color_primaries = AVCOL_PRI_BT709;
+  c->color_trc = AVCOL_TRC_BT709;
+  c->colorspace = AVCOL_SPC_BT709;
+  c->color_range = AVCOL_RANGE_MPEG;
+  c->chroma_sample_location = AVCHROMA_LOC_LEFT;
+  if (e->fmt->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+  char crf[16];
+  snprintf(crf, sizeof crf, "%d", o->crf >= 0 ? o->crf : e->codec->crf_default);
+  if (av_dict_set(&copts, "preset", o->preset ? o->preset : e->codec->preset_default, 0) < 0 ||
+      av_dict_set(&copts, "crf", crf, 0) < 0) {
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto fail;
+  }
+  r = avcodec_open2(c, codec, &copts);
+  if (r < 0) {
+    char what[64];
+    snprintf(what, sizeof what, "opening %s", e->codec->encoder);
+    st = reel__av_fail(err, "codec", r, what);
+    goto fail;
+  }
+  if (av_dict_count(copts)) {
+    const AVDictionaryEntry *left = av_dict_get(copts, "", NULL, AV_DICT_IGNORE_SUFFIX);
+    st = reel_error_set(err, REEL_EINTERNAL, "codec", "%s does not know the option '%s'", e->codec->encoder,
+                        left ? left->key : "?");
+    goto fail;
+  }
+  r = avcodec_parameters_from_context(e->st->codecpar, c);
+  if (r < 0) {
+    st = reel__av_fail(err, "codec", r, "copying codec parameters");
+    goto fail;
+  }
+  e->st->time_base = c->time_base;
+  e->st->avg_frame_rate = c->framerate;
+  e->st->sample_aspect_ratio = c->sample_aspect_ratio;
+
+  if (e->container->movflags && av_dict_set(&mopts, "movflags", e->container->movflags, 0) < 0) {
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto fail;
+  }
+  r = avformat_write_header(e->fmt, &mopts);
+  if (r < 0) {
+    st = mux_fail(e, r, "writing the header", err);
+    goto fail;
+  }
+
+  e->frame->format = AV_PIX_FMT_YUV420P;
+  e->frame->width = o->width;
+  e->frame->height = o->height;
+  e->frame->color_primaries = c->color_primaries;
+  e->frame->color_trc = c->color_trc;
+  e->frame->colorspace = c->colorspace;
+  e->frame->color_range = c->color_range;
+  e->frame->chroma_location = c->chroma_sample_location;
+  r = av_frame_get_buffer(e->frame, 0);
+  if (r < 0) {
+    st = reel__av_fail(err, "frame", r, "allocating a frame");
+    goto fail;
+  }
+  e->sws = sws_getContext(o->width, o->height, AV_PIX_FMT_RGB24, o->width, o->height, AV_PIX_FMT_YUV420P,
+                          SWS_BICUBIC | SWS_ACCURATE_RND, NULL, NULL, NULL);
+  if (!e->sws) {
+    st = reel_error_set(err, REEL_ECODEC, "frame", "swscale cannot convert %dx%d RGB24 to YUV420P", o->width,
+                        o->height);
+    goto fail;
+  }
+  /* RGB in is full range; YUV out is BT.709 limited ("TV") range, as tagged above. */
+  const int *bt709 = sws_getCoefficients(SWS_CS_ITU709);
+  if (sws_setColorspaceDetails(e->sws, bt709, 1, bt709, 0, 0, 1 << 16, 1 << 16) < 0) {
+    st = reel_error_set(err, REEL_ECODEC, "frame", "swscale refused BT.709 limited-range output");
+    goto fail;
+  }
+  av_dict_free(&copts);
+  av_dict_free(&mopts);
+  reel_log(o->log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoder opened",
+           "encoder=%s container=%s width=%d height=%d fps=%d/%d crf=%s preset=%s gop=%d url=%s", e->codec->encoder,
+           e->container->name, o->width, o->height, o->fps_num, o->fps_den, crf,
+           o->preset ? o->preset : e->codec->preset_default, c->gop_size, reel_sink_url(sink));
+  *out = e;
+  return REEL_OK;
+fail:
+  av_dict_free(&copts);
+  av_dict_free(&mopts);
+  reel_encoder_destroy(&e);
+  return st;
+}
+
+reel_status reel_fps_to_fraction(double fps, int *num, int *den) {
+  if (!isfinite(fps) || fps <= 0.0 || fps > 1000.0) return REEL_ERANGE;
+  double r = round(fps);
+  if (r >= 1.0 && fabs(fps - r) < 1e-6) {
+    *num = (int)r;
+    *den = 1;
+    return REEL_OK;
+  }
+  double n = round(fps * 1.001);
+  if (n >= 1.0 && fabs(fps - n * 1000.0 / 1001.0) < 5e-4) {
+    *num = (int)n * 1000;
+    *den = 1001;
+    return REEL_OK;
+  }
+  int best_n = 1, best_d = 1;
+  double best = INFINITY;
+  for (int d = 1; d <= 1001; d++) {
+    double k = round(fps * d);
+    if (k < 1.0) continue;
+    double e = fabs(k / d - fps);
+    if (e < best - 1e-12) {
+      best = e;
+      best_n = (int)k;
+      best_d = d;
+    }
+  }
+  *num = best_n;
+  *den = best_d;
+  return REEL_OK;
+}
