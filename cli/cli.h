@@ -5,4 +5,7 @@
 
 #define REEL_VERSION_STRING "0.1.0"
 
+/* Verbs: each takes argv with argv[0] = the verb name and returns the exit status. */
+int cmd_generate(int argc, char **argv);
+
 #endif

@@ -23,12 +23,14 @@ static int cmd_version(int argc, char **argv) {
 }
 
 static const verb verbs[] = {
+    {"generate", cmd_generate, "generate one clip from a prompt in this process"},
     {"version", cmd_version, "print the version"},
 };
 
 static void usage(FILE *f) {
   fprintf(f, "usage: reel <verb> [options]\n\nverbs:\n");
-  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].summary);
   fprintf(f, "\nRun 'reel <verb> --help' for the options of a verb.\n");
 }
 

@@ -142,14 +142,20 @@ void reel_decoder_info(const reel_decoder *d, reel_video_info *info) {
 
 static int sws_space_of(enum AVColorSpace cs) {
   switch (cs) {
-    case AVCOL_SPC_BT709: return SWS_CS_ITU709;
-    case AVCOL_SPC_FCC: return SWS_CS_FCC;
-    case AVCOL_SPC_SMPTE240M: return SWS_CS_SMPTE240M;
+    case AVCOL_SPC_BT709:
+      return SWS_CS_ITU709;
+    case AVCOL_SPC_FCC:
+      return SWS_CS_FCC;
+    case AVCOL_SPC_SMPTE240M:
+      return SWS_CS_SMPTE240M;
     case AVCOL_SPC_BT2020_NCL:
-    case AVCOL_SPC_BT2020_CL: return SWS_CS_BT2020;
+    case AVCOL_SPC_BT2020_CL:
+      return SWS_CS_BT2020;
     case AVCOL_SPC_BT470BG:
-    case AVCOL_SPC_SMPTE170M: return SWS_CS_ITU601;
-    default: return SWS_CS_DEFAULT;
+    case AVCOL_SPC_SMPTE170M:
+      return SWS_CS_ITU601;
+    default:
+      return SWS_CS_DEFAULT;
   }
 }
 
@@ -160,16 +166,23 @@ static int is_full_range(const AVFrame *f) {
     case AV_PIX_FMT_YUVJ422P:
     case AV_PIX_FMT_YUVJ444P:
     case AV_PIX_FMT_YUVJ440P:
-    case AV_PIX_FMT_YUVJ411P: return 1;
-    default: return 0;
+    case AV_PIX_FMT_YUVJ411P:
+      return 1;
+    default:
+      return 0;
   }
 }
 
 static reel_status convert(reel_decoder *d, uint8_t *rgb, size_t stride, reel_error *err) {
   AVFrame *f = d->frame;
-  struct SwsContext *s = sws_getCachedContext(d->sws, f->width, f->height, f->format, d->info.width,
-                                              d->info.height, AV_PIX_FMT_RGB24,
-                                              SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+  /*
+   * Plain SWS_BICUBIC: at equal sizes swscale then takes its direct YUV→RGB path,
+   * which repeats each chroma sample over its 2x2 block — exact for the
+   * centre-sited chroma reel writes. Its "accurate" path interpolates chroma with
+   * an offset that costs several dB on saturated edges.
+   */
+  struct SwsContext *s = sws_getCachedContext(d->sws, f->width, f->height, f->format, d->info.width, d->info.height,
+                                              AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
   if (!s)
     return reel_error_set(err, REEL_ECODEC, "frame", "'%s': swscale cannot convert %dx%d %s to RGB24", d->path,
                           f->width, f->height, av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");

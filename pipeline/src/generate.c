@@ -38,29 +38,68 @@ static void job_field(reel_error *err) {
   if (err && reel_name_index(job_fields, err->field) >= 0) reel_error_prefix_field(err, "job", '.');
 }
 
+#endif
+
+/* Validates the spec and fills res with the model's view of it (size, frames, rate, seed). */
+static reel_status resolve(const reel_jobspec *spec, reel_generate_result *res, reel_error *err) {
+  if (!spec) return reel_error_set(err, REEL_EINVAL, "job", "must not be NULL");
+  reel_status st = reel_jobspec_validate(spec, NULL, err);
+  if (st != REEL_OK) return st;
+  const char *model = spec->model ? spec->model : reel_default_model();
+  if (strcmp(model, REEL_TESTSRC_MODEL) != 0)
+    return reel_error_set(err, REEL_ENOTFOUND, "job.model", "'%.200s' is not available (this build has: %s)", model,
+                          REEL_TESTSRC_MODEL);
+  snprintf(res->model, sizeof res->model, "%s", model);
+  res->width = spec->width ? spec->width : REEL_TESTSRC_DEFAULT_WIDTH;
+  res->height = spec->height ? spec->height : REEL_TESTSRC_DEFAULT_HEIGHT;
+  res->frames = spec->frames ? spec->frames : REEL_TESTSRC_DEFAULT_FRAMES;
+  res->seed = spec->seed_set ? spec->seed : 0;
+  snprintf(res->codec, sizeof res->codec, "%s", reel_codec_names[spec->codec]);
+  double fps = spec->fps > 0 ? spec->fps : REEL_TESTSRC_DEFAULT_FPS;
+  reel_testsrc_params tp = {res->width, res->height, res->frames, res->seed};
+  if ((st = reel_testsrc_check(&tp, err))) {
+    reel_error_prefix_field(err, "job", '.');
+    return st;
+  }
+#ifdef REEL_HAVE_ENCODER
+  if (reel_fps_to_fraction(fps, &res->fps_num, &res->fps_den) != REEL_OK)
+    return reel_error_set(err, REEL_ERANGE, "job.fps", "must be in (0, 1000], got %g", fps);
+  res->fps = (double)res->fps_num / res->fps_den;
+  return REEL_OK;
+#else
+  (void)fps;
+  return reel_error_set(err, REEL_EUNSUPPORTED, "job",
+                        "this reel was built without FFmpeg (REEL_WITH_FFMPEG=OFF): it cannot encode video");
+#endif
+}
+
+#ifdef REEL_HAVE_ENCODER
+static void encoder_options(const reel_jobspec *spec, const reel_generate_result *res, const reel_generate_options *o,
+                            reel_encoder_options *eo) {
+  reel_encoder_options_init(eo);
+  eo->codec = spec->codec;
+  eo->container = spec->container;
+  eo->width = res->width;
+  eo->height = res->height;
+  eo->fps_num = res->fps_num;
+  eo->fps_den = res->fps_den;
+  eo->crf = spec->crf;
+  eo->preset = spec->preset;
+  eo->threads = o ? o->threads : 0;
+  eo->log = o ? o->log : NULL;
+  eo->job_id = o ? o->job_id : NULL;
+}
+#endif
+
+#ifdef REEL_HAVE_ENCODER
 static reel_status run_testsrc(const reel_jobspec *spec, reel_sink *sink, const reel_generate_options *o,
                                reel_generate_result *res, int64_t t_start, reel_error *err) {
   reel_status st;
   reel_encoder *enc = NULL;
   uint8_t *rgb = NULL;
   reel_testsrc_params tp = {res->width, res->height, res->frames, res->seed};
-  if ((st = reel_testsrc_check(&tp, err))) {
-    job_field(err);
-    return st;
-  }
   reel_encoder_options eo;
-  reel_encoder_options_init(&eo);
-  eo.codec = spec->codec;
-  eo.container = spec->container;
-  eo.width = res->width;
-  eo.height = res->height;
-  eo.fps_num = res->fps_num;
-  eo.fps_den = res->fps_den;
-  eo.crf = spec->crf;
-  eo.preset = spec->preset;
-  eo.threads = o->threads;
-  eo.log = o->log;
-  eo.job_id = o->job_id;
+  encoder_options(spec, res, o, &eo);
   if ((st = reel_encoder_open(&eo, sink, &enc, err))) {
     job_field(err);
     goto done;
@@ -98,6 +137,19 @@ done:
 }
 #endif
 
+reel_status reel_generate_check(const reel_jobspec *spec, reel_error *err) {
+  reel_generate_result res;
+  memset(&res, 0, sizeof res);
+  reel_status st = resolve(spec, &res, err);
+  if (st != REEL_OK) return st;
+#ifdef REEL_HAVE_ENCODER
+  reel_encoder_options eo;
+  encoder_options(spec, &res, NULL, &eo);
+  if ((st = reel_encoder_check_options(&eo, 1, err))) job_field(err);
+#endif
+  return st;
+}
+
 reel_status reel_generate_to_sink(const reel_jobspec *spec, reel_sink **sinkp, const reel_generate_options *opts,
                                   reel_generate_result *res, reel_error *err) {
   reel_generate_options defaults;
@@ -113,32 +165,11 @@ reel_status reel_generate_to_sink(const reel_jobspec *spec, reel_sink **sinkp, c
   *sinkp = NULL;
   int64_t t_start = reel_now_ns();
   reel_status st;
-  if (!spec) {
-    st = reel_error_set(err, REEL_EINVAL, "job", "must not be NULL");
-    goto fail;
-  }
-  if ((st = reel_jobspec_validate(spec, NULL, err))) goto fail;
-  const char *model = spec->model ? spec->model : reel_default_model();
-  if (strcmp(model, REEL_TESTSRC_MODEL) != 0) {
-    st = reel_error_set(err, REEL_ENOTFOUND, "job.model", "'%.200s' is not available (this build has: %s)", model,
-                        REEL_TESTSRC_MODEL);
-    goto fail;
-  }
-  snprintf(res->model, sizeof res->model, "%s", model);
-  res->width = spec->width ? spec->width : REEL_TESTSRC_DEFAULT_WIDTH;
-  res->height = spec->height ? spec->height : REEL_TESTSRC_DEFAULT_HEIGHT;
-  res->frames = spec->frames ? spec->frames : REEL_TESTSRC_DEFAULT_FRAMES;
-  res->seed = spec->seed_set ? spec->seed : pick_seed();
-  snprintf(res->codec, sizeof res->codec, "%s", reel_codec_names[spec->codec]);
-  double fps = spec->fps > 0 ? spec->fps : REEL_TESTSRC_DEFAULT_FPS;
+  if ((st = resolve(spec, res, err))) goto fail;
+  if (!spec->seed_set) res->seed = pick_seed();
 #ifdef REEL_HAVE_ENCODER
-  if (reel_fps_to_fraction(fps, &res->fps_num, &res->fps_den) != REEL_OK) {
-    st = reel_error_set(err, REEL_ERANGE, "job.fps", "must be in (0, 1000], got %g", fps);
-    goto fail;
-  }
-  res->fps = (double)res->fps_num / res->fps_den;
   reel_log(opts->log, REEL_LOG_INFO, "pipeline", opts->job_id, "generating",
-           "model=%s width=%d height=%d frames=%d fps=%d/%d seed=%llu url=%s", model, res->width, res->height,
+           "model=%s width=%d height=%d frames=%d fps=%d/%d seed=%llu url=%s", res->model, res->width, res->height,
            res->frames, res->fps_num, res->fps_den, (unsigned long long)res->seed, reel_sink_url(sink));
   if (spec->steps || spec->guidance >= 0 || spec->shift >= 0 || spec->sampler != REEL_SAMPLER_DEFAULT ||
       spec->negative_prompt)
@@ -159,10 +190,8 @@ reel_status reel_generate_to_sink(const reel_jobspec *spec, reel_sink **sinkp, c
            res->frames, res->seconds_total);
   return REEL_OK;
 #else
-  (void)fps;
   (void)t_start;
-  st = reel_error_set(err, REEL_EUNSUPPORTED, "job", "this reel was built without FFmpeg (REEL_WITH_FFMPEG=OFF): "
-                      "it cannot encode video");
+  st = REEL_EUNSUPPORTED; /* resolve() has failed already */
 #endif
 fail:
   reel_sink_abort(&sink);

@@ -55,13 +55,13 @@ typedef struct reel_encoder_options {
 
 /* Figures about a finished session. */
 typedef struct reel_encoder_stats {
-  int64_t frames;          /* frames pushed */
-  int64_t packets;         /* compressed packets muxed */
-  uint64_t packet_bytes;   /* compressed video bytes (without container overhead) */
-  double convert_seconds;  /* time in colour conversion */
-  double encode_seconds;   /* time in the encoder and muxer, flush and trailer included */
-  char encoder[32];        /* libavcodec encoder used ("libx264") */
-  char container[16];      /* container written ("mp4", "fmp4") */
+  int64_t frames;         /* frames pushed */
+  int64_t packets;        /* compressed packets muxed */
+  uint64_t packet_bytes;  /* compressed video bytes (without container overhead) */
+  double convert_seconds; /* time in colour conversion */
+  double encode_seconds;  /* time in the encoder and muxer, flush and trailer included */
+  char encoder[32];       /* libavcodec encoder used ("libx264") */
+  char container[16];     /* container written ("mp4", "fmp4") */
 } reel_encoder_stats;
 
 /* Defaults: H.264, container AUTO, crf -1, everything else 0/NULL (width, height and fps must be set). */

@@ -24,10 +24,10 @@ extern "C" {
 
 /* Where a job is, for progress displays and queue events. */
 typedef struct reel_progress {
-  const char *stage;      /* "denoise", "encode" (testsrc has only "encode") */
-  int frames_done;        /* frames encoded so far */
+  const char *stage; /* "denoise", "encode" (testsrc has only "encode") */
+  int frames_done;   /* frames encoded so far */
   int frames_total;
-  int steps_done;         /* denoising steps done (0 for testsrc) */
+  int steps_done; /* denoising steps done (0 for testsrc) */
   int steps_total;
   double elapsed_seconds; /* since the job started */
 } reel_progress;
@@ -45,26 +45,33 @@ typedef struct reel_generate_options {
 } reel_generate_options;
 
 typedef struct reel_generate_result {
-  char url[1024];      /* canonical URL of the committed clip */
-  uint64_t bytes;      /* size of the clip */
-  char sha256[65];     /* hex SHA-256 of the clip */
-  char model[256];     /* the model that ran ("builtin:testsrc") */
-  int width, height;   /* pixels */
-  int frames;          /* frames encoded */
-  int fps_num, fps_den; /* frame rate as muxed */
-  double fps;          /* fps_num / fps_den */
-  uint64_t seed;       /* the seed used (picked at random when the spec had none) */
-  char codec[16];      /* "h264" */
-  char container[16];  /* "mp4", "fmp4" */
-  char encoder[32];    /* "libx264" */
-  double seconds_total;   /* whole job */
-  double seconds_render;  /* making frames (model or test pattern) */
-  double seconds_encode;  /* colour conversion + encoding + muxing */
-  double seconds_commit;  /* closing the sink (fsync + rename, or upload completion) */
+  char url[1024];        /* canonical URL of the committed clip */
+  uint64_t bytes;        /* size of the clip */
+  char sha256[65];       /* hex SHA-256 of the clip */
+  char model[256];       /* the model that ran ("builtin:testsrc") */
+  int width, height;     /* pixels */
+  int frames;            /* frames encoded */
+  int fps_num, fps_den;  /* frame rate as muxed */
+  double fps;            /* fps_num / fps_den */
+  uint64_t seed;         /* the seed used (picked at random when the spec had none) */
+  char codec[16];        /* "h264" */
+  char container[16];    /* "mp4", "fmp4" */
+  char encoder[32];      /* "libx264" */
+  double seconds_total;  /* whole job */
+  double seconds_render; /* making frames (model or test pattern) */
+  double seconds_encode; /* colour conversion + encoding + muxing */
+  double seconds_commit; /* closing the sink (fsync + rename, or upload completion) */
 } reel_generate_result;
 
 /* The model used when a spec names none. For now builtin:testsrc; the shipped default model later. */
 const char *reel_default_model(void);
+
+/*
+ * Checks a spec as reel_generate would, without opening or writing anything:
+ * the spec's own limits, the model, and the encoder options the model's
+ * defaults lead to (for a seekable output). Errors name "job.<field>".
+ */
+reel_status reel_generate_check(const reel_jobspec *spec, reel_error *err);
 
 /*
  * Runs `spec` and writes the clip to `url` (a sink URL or path; NULL = spec->output).

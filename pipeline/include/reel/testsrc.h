@@ -24,10 +24,10 @@ extern "C" {
 
 #define REEL_TESTSRC_MODEL "builtin:testsrc"
 /* What builtin:testsrc renders when the job spec leaves a field at 0. */
-#define REEL_TESTSRC_DEFAULT_WIDTH 320
+#define REEL_TESTSRC_DEFAULT_WIDTH  320
 #define REEL_TESTSRC_DEFAULT_HEIGHT 240
 #define REEL_TESTSRC_DEFAULT_FRAMES 48
-#define REEL_TESTSRC_DEFAULT_FPS 24.0
+#define REEL_TESTSRC_DEFAULT_FPS    24.0
 
 typedef struct reel_testsrc_params {
   int width, height; /* even, 16..8192 */
