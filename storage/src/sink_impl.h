@@ -16,4 +16,7 @@ typedef reel_status (*reel__sink_open_fn)(const char *url, const reel_sink_optio
 /* file:// URLs and plain paths (file_sink.c). */
 reel_status reel__file_sink_open(const char *url, const reel_sink_options *opts, reel_sink **out, reel_error *err);
 
+/* s3:// URLs (s3_sink.c; only when built with REEL_WITH_S3). */
+reel_status reel__s3_sink_open(const char *url, const reel_sink_options *opts, reel_sink **out, reel_error *err);
+
 #endif
