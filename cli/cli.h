@@ -7,5 +7,6 @@
 
 /* Verbs: each takes argv with argv[0] = the verb name and returns the exit status. */
 int cmd_generate(int argc, char **argv);
+int cmd_preview(int argc, char **argv);
 
 #endif

@@ -24,6 +24,9 @@ static int cmd_version(int argc, char **argv) {
 
 static const verb verbs[] = {
     {"generate", cmd_generate, "generate one clip from a prompt in this process"},
+#ifdef REEL_HAVE_ENCODER
+    {"preview", cmd_preview, "play a clip in the terminal, or write a contact sheet"},
+#endif
     {"version", cmd_version, "print the version"},
 };
 
