@@ -93,7 +93,7 @@ class Ctx:
     def meta(self, **kw):
         m = {"generator": "tools/make_fixtures.py", "versions": json.dumps(self.versions, sort_keys=True)}
         for k, v in kw.items():
-            m[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+            m[k] = v if isinstance(v, str) else json.dumps(v, sort_keys=True, ensure_ascii=False)
         return m
 
     def save(self, rel, tensors, **meta):
@@ -150,7 +150,7 @@ def write_safetensors(path, tensors, metadata):
         off += len(raw)
     if metadata:
         header["__metadata__"] = {k: metadata[k] for k in sorted(metadata)}
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode()
+    h = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     h += b" " * ((8 - len(h) % 8) % 8)
     with open(path, "wb") as f:
         f.write(len(h).to_bytes(8, "little"))
@@ -720,7 +720,6 @@ def make_tokenizer(ctx):
     t = {"text": text, "text_offsets": text_off}
     t["ids"], t["ids_offsets"] = pack_ids(ids)
     t["ids_byte_fallback"], t["ids_byte_fallback_offsets"] = pack_ids(ids_bf)
-    t["ids_spiece"], t["ids_spiece_offsets"] = pack_ids(ids_sp)
     t["padded512.index"] = np.array(long_idx, dtype=np.int64)
     t["padded512.ids"] = np.array([padded.input_ids[i] for i in long_idx], dtype=np.uint16)
     # WanPipeline's prompt_clean (html.unescape twice, \s+ -> " " with the regex module, strip; ftfy is
@@ -732,6 +731,199 @@ def make_tokenizer(ctx):
     ctx.save("tokenizer/corpus.safetensors", t, count=len(corpus), text_len=L, clean_count=n_clean,
              ftfy_installed=is_ftfy_available(), pad_id=tok.pad_token_id, eos_id=tok.eos_token_id,
              unk_id=tok.unk_token_id, vocab_size=len(tok))
+
+
+# --------------------------------------------------------------------------------------
+# UMT5 text encoder
+# --------------------------------------------------------------------------------------
+
+UMT5_CONFIG = dict(d_model=32, d_kv=12, num_heads=3, d_ff=56, num_layers=2, num_decoder_layers=2,
+                   relative_attention_num_buckets=32, relative_attention_max_distance=128,
+                   feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, dropout_rate=0.0,
+                   pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+UMT5_PROMPTS = [
+    "A cat and a dog bake a cake together in a sunny kitchen.",
+    "一只熊猫坐在雨中吃竹子。 🐼 Close-up, 35mm film!",
+    # long enough to be truncated to 512 tokens
+    " ".join(["The camera slowly pans across a misty mountain valley at dawn, 4k, HDR."] * 40),
+]
+
+
+@torch.no_grad()
+def make_umt5(ctx):
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+    from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+
+    print("[umt5]")
+    tok = AutoTokenizer.from_pretrained(os.path.join(ctx.out, "tiny-wan", "tokenizer"))
+    cfg = UMT5Config(vocab_size=len(tok), **UMT5_CONFIG)
+    torch.manual_seed(300)
+    model = UMT5EncoderModel(cfg).eval()
+    randomize_(model, 300)
+    edir = os.path.join(ctx.out, "tiny-wan", "text_encoder")
+    shutil.rmtree(edir, ignore_errors=True)
+    model.save_pretrained(edir, safe_serialization=True)
+    for f in sorted(os.listdir(edir)):
+        ctx.note(f"tiny-wan/text_encoder/{f}")
+    enc = UMT5EncoderModel.from_pretrained(edir, torch_dtype=torch.float32).eval()
+    for (k, a), (k2, b) in zip(sorted(model.state_dict().items()), sorted(enc.state_dict().items())):
+        assert k == k2 and torch.equal(a, b), k
+
+    L = TOKENIZER["text_len"]
+    ti = tok(UMT5_PROMPTS, padding="max_length", max_length=L, truncation=True, add_special_tokens=True,
+             return_attention_mask=True, return_tensors="pt")
+    ids, mask = ti.input_ids, ti.attention_mask
+    seq_lens = mask.gt(0).sum(dim=1).long()
+    hidden = enc(ids, mask).last_hidden_state
+    # WanPipeline's own encode_prompt gives the trimmed, zero-padded embeddings
+    pipe = WanPipeline(tokenizer=tok, text_encoder=enc, vae=None, transformer=None,
+                       scheduler=UniPCMultistepScheduler.from_config(WAN_UNIPC_CONFIG))
+    pe, _ = pipe.encode_prompt(UMT5_PROMPTS, do_classifier_free_guidance=False, max_sequence_length=L,
+                               device=torch.device("cpu"))
+    keep = (torch.arange(L)[None, :] < seq_lens[:, None]).to(hidden.dtype)[..., None]
+    expect_close("encode_prompt = last_hidden_state with rows past seq_len zeroed", pe, hidden * keep, 0.0)
+    # the unpadded prompt alone gives the same valid rows (padding does not leak into them)
+    for i in range(len(UMT5_PROMPTS)):
+        n = int(seq_lens[i])
+        alone = enc(ids[i:i + 1, :n], mask[i:i + 1, :n]).last_hidden_state[0]
+        expect_close(f"prompt {i} unpadded", alone, hidden[i, :n], 2e-5)
+    ctx.save("tiny-wan/reference/umt5.safetensors", {
+        "input_ids": ids, "attention_mask": mask, "seq_lens": seq_lens,
+        "prompt_embeds": f32(pe),
+    }, config={k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}, prompts=UMT5_PROMPTS)
+
+
+# --------------------------------------------------------------------------------------
+# Wan VAE
+# --------------------------------------------------------------------------------------
+
+VAE_CONFIG = dict(base_dim=4, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, attn_scales=[],
+                  temperal_downsample=[False, True, True], dropout=0.0)
+VAE_LATENT_HW = (3, 5)  # latent height, width -> 24 x 40 pixels
+
+
+@torch.no_grad()
+def make_vae(ctx):
+    from diffusers import AutoencoderKLWan
+
+    print("[vae]")
+    g = gen(400)
+    z = VAE_CONFIG["z_dim"]
+    means = [round(float(x), 4) for x in (torch.rand(z, generator=g) * 2 - 1)]
+    stds = [round(float(x), 4) for x in (torch.rand(z, generator=g) * 2.5 + 0.5)]
+    torch.manual_seed(400)
+    vae = AutoencoderKLWan(**VAE_CONFIG, latents_mean=means, latents_std=stds).eval()
+    randomize_(vae, 400)
+    vdir = os.path.join(ctx.out, "tiny-wan", "vae")
+    shutil.rmtree(vdir, ignore_errors=True)
+    vae.save_pretrained(vdir, safe_serialization=True)
+    for f in sorted(os.listdir(vdir)):
+        ctx.note(f"tiny-wan/vae/{f}")
+    vae = AutoencoderKLWan.from_pretrained(vdir, torch_dtype=torch.float32).eval()
+
+    t = {}
+    h, w = VAE_LATENT_HW
+    for nf in (1, 2, 3):
+        lat = torch.randn((1, z, nf, h, w), generator=g)
+        raw = []
+        hook = vae.decoder.register_forward_hook(lambda _m, _i, o: raw.append(f32(o)))
+        out = vae.decode(lat, return_dict=False)[0]
+        hook.remove()
+        unclamped = torch.cat(raw, dim=2)
+        assert torch.equal(unclamped.clamp(-1, 1), out)
+        frac = (unclamped.abs() > 1).float().mean().item()
+        print(f"  decode {nf} latent frames -> {tuple(out.shape)}, {100 * frac:.1f}% clamped")
+        t[f"decode{nf}.latents"] = lat
+        t[f"decode{nf}.sample"] = f32(out)
+        # decoding frame group by frame group is what diffusers does; a batch of 2 gives the same
+        if nf == 3:
+            two = vae.decode(torch.cat([lat, lat.flip(0)]), return_dict=False)[0]
+            expect_close("decode batch of 2", two[0], out[0], 5e-5)
+    # encode a 9-frame video (3 chunks: 1 + 4 + 4 frames)
+    video = torch.rand((1, 3, 9, h * 8, w * 8), generator=g) * 2 - 1
+    post = vae.encode(video).latent_dist
+    t["encode.video"] = video
+    t["encode.mean"] = f32(post.mean)
+    t["encode.logvar"] = f32(post.logvar)
+    print(f"  encode {tuple(video.shape)} -> {tuple(post.mean.shape)}")
+    ctx.save("tiny-wan/reference/vae.safetensors", t, config=VAE_CONFIG, latents_mean=means, latents_std=stds)
+
+
+# --------------------------------------------------------------------------------------
+# whole WanPipeline
+# --------------------------------------------------------------------------------------
+
+PIPELINE_CALLS = [
+    dict(prompt=["A cat and a dog bake a cake together in a sunny kitchen.",
+                 "一只熊猫坐在雨中吃竹子。 🐼"],
+         negative_prompt=None, seeds=[0, 1], height=32, width=48, num_frames=9, num_inference_steps=4,
+         guidance_scale=5.0, max_sequence_length=512),
+    dict(prompt=["Time-lapse of clouds rolling over the skyscrapers, 4k."],
+         negative_prompt=["Bright tones, overexposed, static, blurred details, worst quality"], seeds=[7],
+         height=32, width=48, num_frames=5, num_inference_steps=6, guidance_scale=3.5, max_sequence_length=512),
+]
+
+
+@torch.no_grad()
+def make_pipeline(ctx):
+    import tempfile
+
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import AutoTokenizer, UMT5EncoderModel
+
+    print("[pipeline]")
+    root = os.path.join(ctx.out, "tiny-wan")
+    pipe = WanPipeline(
+        tokenizer=AutoTokenizer.from_pretrained(os.path.join(root, "tokenizer")),
+        text_encoder=UMT5EncoderModel.from_pretrained(os.path.join(root, "text_encoder"),
+                                                      torch_dtype=torch.float32),
+        vae=AutoencoderKLWan.from_pretrained(os.path.join(root, "vae"), torch_dtype=torch.float32),
+        transformer=WanTransformer3DModel.from_pretrained(os.path.join(root, "transformer"),
+                                                          torch_dtype=torch.float32),
+        scheduler=UniPCMultistepScheduler.from_config(WAN_UNIPC_CONFIG),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe.save_pretrained(tmp)
+        shutil.copy(os.path.join(tmp, "model_index.json"), os.path.join(root, "model_index.json"))
+        shutil.rmtree(os.path.join(root, "scheduler"), ignore_errors=True)
+        shutil.copytree(os.path.join(tmp, "scheduler"), os.path.join(root, "scheduler"))
+    ctx.note("tiny-wan/model_index.json")
+    ctx.note("tiny-wan/scheduler/scheduler_config.json")
+
+    pipe = WanPipeline.from_pretrained(root, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    t, calls = {}, []
+    for ci, call in enumerate(PIPELINE_CALLS):
+        args = {k: v for k, v in call.items() if k != "seeds"}
+        lat_shape = (pipe.transformer.config.in_channels, (call["num_frames"] - 1) // 4 + 1,
+                     call["height"] // 8, call["width"] // 8)
+        lat0 = torch.from_numpy(philox.normal_batch(call["seeds"], lat_shape))
+        final = {}
+
+        def grab(_p, i, _t, kw):
+            final["latents"] = kw["latents"]
+            return {}
+
+        frames = pipe(**args, latents=lat0.clone(), output_type="np", callback_on_step_end=grab,
+                      callback_on_step_end_tensor_inputs=["latents"]).frames
+        frames = np.asarray(frames, dtype=np.float32)
+        # deterministic: a second run gives the same frames
+        again = np.asarray(pipe(**args, latents=lat0.clone(), output_type="np").frames, dtype=np.float32)
+        expect_close(f"pipeline call {ci} repeat", again, frames, 0.0)
+        # decoding the final latents by hand as WanPipeline does gives the same frames
+        vae = pipe.vae
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = 1.0 / torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+        video = vae.decode(final["latents"] / std + mean, return_dict=False)[0]
+        by_hand = (video / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 4, 1).numpy()
+        expect_close(f"pipeline call {ci} decode by hand", by_hand, frames, 0.0)
+        print(f"  call {ci}: frames {frames.shape}, mean {frames.mean():.3f}, std {frames.std():.3f}")
+        t[f"call{ci}.latents_init"] = lat0
+        t[f"call{ci}.latents_final"] = f32(final["latents"])
+        t[f"call{ci}.frames"] = frames
+        t[f"call{ci}.frames_u8"] = (frames * 255).astype(np.uint8)
+        calls.append(dict(args, seeds=call["seeds"], latents="call%d.latents_init" % ci, output_type="np"))
+    ctx.save("tiny-wan/reference/pipeline.safetensors", t, calls=calls)
 
 
 def main():
