@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The encoding session: RGB frames → swscale (BT.709, limited range) → an
+ * The encoding session: RGB frames → YUV 4:2:0 (BT.709, limited range) → an
  * FFmpeg encoder → a muxer whose AVIOContext writes through a reel_sink.
+ *
+ * Colour conversion is colour.c's (BT.709 limited range, 2x2-average chroma,
+ * tagged centre-sited); a smoother chroma filter would smear saturated edges
+ * into neighbouring blocks (about 5 dB of RGB PSNR on colour bars).
  *
  * The API sequence follows FFmpeg's doc/examples (encode_video.c, mux.c):
  * allocate the output context, add a stream, open the encoder, copy its
@@ -19,13 +23,13 @@
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/opt.h>
-#include <libswscale/swscale.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "av_common.h"
+#include "colour.h"
 #include "reel/alloc.h"
 #include "reel/clock.h"
 #include "reel/encoder.h"
@@ -114,7 +118,6 @@ struct reel_encoder {
   AVIOContext *pb;
   AVStream *st;
   AVCodecContext *cc;
-  struct SwsContext *sws;
   AVFrame *frame;
   AVPacket *pkt;
   uint8_t *rgb_tmp; /* float → 8-bit staging, width*height*3 */
@@ -332,10 +335,9 @@ static reel_status encode_rgb(struct reel_encoder *e, const uint8_t *rgb, int st
   int64_t t0 = reel_now_ns();
   int r = av_frame_make_writable(e->frame);
   if (r < 0) return reel__av_fail(err, "frame", r, "getting a frame buffer");
-  const uint8_t *src[4] = {rgb, NULL, NULL, NULL};
-  const int src_stride[4] = {stride, 0, 0, 0};
-  r = sws_scale(e->sws, src, src_stride, 0, e->height, e->frame->data, e->frame->linesize);
-  if (r != e->height) return reel__av_fail(err, "frame", r < 0 ? r : AVERROR_BUG, "converting RGB to YUV");
+  AVFrame *f = e->frame;
+  reel__rgb24_to_yuv420p_bt709(rgb, (size_t)stride, e->width, e->height, f->data[0], (size_t)f->linesize[0], f->data[1],
+                               (size_t)f->linesize[1], f->data[2], (size_t)f->linesize[2]);
   e->frame->pts = e->frames;
   int64_t t1 = reel_now_ns();
   e->convert_ns += t1 - t0;
@@ -436,7 +438,6 @@ void reel_encoder_destroy(reel_encoder **ep) {
   if (!ep || !*ep) return;
   reel_encoder *e = *ep;
   *ep = NULL;
-  sws_freeContext(e->sws);
   av_frame_free(&e->frame);
   av_packet_free(&e->pkt);
   avcodec_free_context(&e->cc);
@@ -580,25 +581,6 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   r = av_frame_get_buffer(e->frame, 0);
   if (r < 0) {
     st = reel__av_fail(err, "frame", r, "allocating a frame");
-    goto fail;
-  }
-  /*
-   * Chroma is the plain average of each 2x2 block (swscale averages pixel pairs
-   * horizontally for RGB input, and SWS_AREA halves the rows), so it sits at the
-   * block centre, as tagged; a smoother filter would smear saturated edges into
-   * neighbouring blocks (about 5 dB of RGB PSNR on colour bars).
-   */
-  e->sws = sws_getContext(o->width, o->height, AV_PIX_FMT_RGB24, o->width, o->height, AV_PIX_FMT_YUV420P,
-                          SWS_AREA | SWS_ACCURATE_RND, NULL, NULL, NULL);
-  if (!e->sws) {
-    st =
-        reel_error_set(err, REEL_ECODEC, "frame", "swscale cannot convert %dx%d RGB24 to YUV420P", o->width, o->height);
-    goto fail;
-  }
-  /* RGB in is full range; YUV out is BT.709 limited ("TV") range, as tagged above. */
-  const int *bt709 = sws_getCoefficients(SWS_CS_ITU709);
-  if (sws_setColorspaceDetails(e->sws, bt709, 1, bt709, 0, 0, 1 << 16, 1 << 16) < 0) {
-    st = reel_error_set(err, REEL_ECODEC, "frame", "swscale refused BT.709 limited-range output");
     goto fail;
   }
   av_dict_free(&copts);

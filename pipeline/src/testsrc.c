@@ -81,48 +81,59 @@ reel_status reel_testsrc_check(const reel_testsrc_params *p, reel_error *err) {
   return REEL_OK;
 }
 
+/* Copies row `from` over rows (from, to). */
+static void repeat_row(uint8_t *rgb, size_t stride, int from, int to, int w) {
+  const uint8_t *src = rgb + (size_t)from * stride;
+  for (int y = from + 1; y < to; y++) memcpy(rgb + (size_t)y * stride, src, (size_t)w * 3);
+}
+
 void reel_testsrc_render(const reel_testsrc_params *p, int index, uint8_t *rgb, size_t stride) {
   layout l;
   derive(p, &l);
   const int w = p->width, h = p->height;
+  /* Every band is made of identical rows: draw one, copy it. */
   /* Bars over the top two thirds; bar edges on even columns. */
-  for (int y = 0; y < l.split; y++) {
-    uint8_t *row = rgb + (size_t)y * stride;
+  if (l.split > 0) {
+    uint8_t *row = rgb;
     for (int x = 0; x < w; x++) {
       int b = even(x) * 7 / w; /* 0..6, constant over each even/odd column pair */
-      const uint8_t *c = bars[l.order[b]];
-      memcpy(row + 3 * x, c, 3);
+      memcpy(row + 3 * x, bars[l.order[b]], 3);
     }
+    repeat_row(rgb, stride, 0, l.split, w);
   }
   /* A grey ramp below, scrolling slowly so that it is not a still region. */
-  for (int y = l.split; y < l.strip; y++) {
-    uint8_t *row = rgb + (size_t)y * stride;
+  if (l.strip > l.split) {
+    uint8_t *row = rgb + (size_t)l.split * stride;
     for (int x = 0; x < w; x++) {
       int v = (int)(((long long)(x + 2 * index) % w) * 255 / (w - 1));
       row[3 * x] = row[3 * x + 1] = row[3 * x + 2] = (uint8_t)v;
     }
+    repeat_row(rgb, stride, l.split, l.strip, w);
   }
   /* The counter strip: bit k of the index, most significant first, white for 1. */
   int bits = 16, bw = even(w / 16) < 2 ? 2 : even(w / 16);
   if (bits * bw > w) bits = w / bw;
-  for (int y = l.strip; y < h; y++) {
-    uint8_t *row = rgb + (size_t)y * stride;
+  {
+    uint8_t *row = rgb + (size_t)l.strip * stride;
     memset(row, 16, (size_t)w * 3);
     for (int k = 0; k < bits; k++) {
       uint8_t v = ((unsigned)index >> (bits - 1 - k)) & 1 ? 235 : 16;
-      /* One-pixel gaps (two, to stay even) keep neighbouring blocks apart. */
-      for (int x = k * bw; x < k * bw + bw - 2; x++) row[3 * x] = row[3 * x + 1] = row[3 * x + 2] = v;
+      /* Gaps of two pixels (to stay even) keep neighbouring blocks apart. */
+      memset(row + 3 * (size_t)(k * bw), v, 3 * (size_t)(bw - 2));
     }
+    repeat_row(rgb, stride, l.strip, h, w);
   }
   /* The moving box, with a centre square in the complementary colour. */
   int bx = even(bounce(l.x0 + (long long)l.vx * index, w - l.size));
   int by = even(bounce(l.y0 + (long long)l.vy * index, l.strip - l.size));
   int inset = even(l.size / 4);
+  uint8_t outer[3 * 2048], inner[3 * 2048]; /* size <= 8192 / 4 */
+  for (int x = 0; x < l.size; x++) {
+    memcpy(outer + 3 * x, l.box, 3);
+    memcpy(inner + 3 * x, x >= inset && x < l.size - inset ? l.dot : l.box, 3);
+  }
   for (int y = by; y < by + l.size; y++) {
-    uint8_t *row = rgb + (size_t)y * stride;
-    for (int x = bx; x < bx + l.size; x++) {
-      int inner = x >= bx + inset && x < bx + l.size - inset && y >= by + inset && y < by + l.size - inset;
-      memcpy(row + 3 * x, inner ? l.dot : l.box, 3);
-    }
+    int in = y >= by + inset && y < by + l.size - inset;
+    memcpy(rgb + (size_t)y * stride + 3 * (size_t)bx, in ? inner : outer, 3 * (size_t)l.size);
   }
 }
