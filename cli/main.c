@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "reel/json.h"
 
 typedef struct {
   const char *name;
@@ -38,6 +39,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  reel_json_use_reel_alloc();
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -14,6 +14,7 @@ static atomic_long inject_countdown = -1;
 static atomic_int inject_persist = 0;
 static atomic_long inject_failures = 0;
 static atomic_long alloc_calls = 0;
+static atomic_long alloc_failed_total = 0; /* injected and real failures */
 
 void reel_alloc_fail_after(long countdown, int persist) {
   atomic_store(&inject_failures, 0);
@@ -23,6 +24,13 @@ void reel_alloc_fail_after(long countdown, int persist) {
 
 long reel_alloc_failures(void) { return atomic_load(&inject_failures); }
 long reel_alloc_calls(void) { return atomic_load(&alloc_calls); }
+long reel_alloc_failed_total(void) { return atomic_load(&alloc_failed_total); }
+
+/* Counts a NULL result so that callers can tell "out of memory" from other failures of a library. */
+static void *counted(void *p) {
+  if (!p) atomic_fetch_add(&alloc_failed_total, 1);
+  return p;
+}
 
 /* Returns nonzero when this allocation must fail. */
 static int inject_fire(void) {
@@ -40,25 +48,25 @@ static int inject_fire(void) {
 }
 
 void *reel_malloc(size_t size) {
-  if (inject_fire()) return NULL;
-  return malloc(size ? size : 1);
+  if (inject_fire()) return counted(NULL);
+  return counted(malloc(size ? size : 1));
 }
 
 void *reel_calloc(size_t n, size_t size) {
   if (size && n > SIZE_MAX / size) return NULL;
-  if (inject_fire()) return NULL;
-  return calloc(n ? n : 1, size ? size : 1);
+  if (inject_fire()) return counted(NULL);
+  return counted(calloc(n ? n : 1, size ? size : 1));
 }
 
 void *reel_realloc(void *p, size_t size) {
-  if (inject_fire()) return NULL;
-  return realloc(p, size ? size : 1);
+  if (inject_fire()) return counted(NULL);
+  return counted(realloc(p, size ? size : 1));
 }
 
 void *reel_aligned_alloc(size_t size) {
-  if (inject_fire()) return NULL;
+  if (inject_fire()) return counted(NULL);
   void *p = NULL;
-  if (posix_memalign(&p, 64, size ? size : 64) != 0) return NULL;
+  if (posix_memalign(&p, 64, size ? size : 64) != 0) return counted(NULL);
   return p;
 }
 

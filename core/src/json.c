@@ -22,10 +22,19 @@ reel_status reel_json_parse(const char *data, size_t len, const char *what, json
   *out = NULL;
   if (!data) return reel_error_set(err, REEL_EINVAL, what, "no data");
   json_error_t jerr;
+  long failed_before = reel_alloc_failed_total();
   json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-  if (!v)
+  if (v && reel_alloc_failed_total() != failed_before) {
+    /* jansson drops bytes silently when a string buffer cannot grow: never trust a parse that saw a failure. */
+    json_decref(v);
+    return reel_error_set(err, REEL_ENOMEM, what, "out of memory while parsing JSON");
+  }
+  if (!v) {
+    if (json_error_code(&jerr) == json_error_out_of_memory || reel_alloc_failed_total() != failed_before)
+      return reel_error_set(err, REEL_ENOMEM, what, "out of memory while parsing JSON");
     return reel_error_set(err, REEL_EFORMAT, what, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
                           jerr.text);
+  }
   *out = v;
   return REEL_OK;
 }
@@ -220,5 +229,7 @@ reel_status reel_json_check_keys(const json_t *obj, const char *path, const char
   }
   return REEL_OK;
 }
+
+void reel_json_use_reel_alloc(void) { json_set_alloc_funcs(reel_malloc, reel_free); }
 
 char *reel_json_dumps(const json_t *value) { return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY); }

@@ -712,9 +712,12 @@ static reel_status build_header(const reel_st_entry *t, size_t n, const reel_st_
     rc = reel_error_set(err, REEL_ENOMEM, "header", "cannot allocate %zu bytes for the header", padded);
     goto done;
   }
-  if (json_dumpb(root, buf, need, JSON_COMPACT) != need) {
+  size_t wrote = json_dumpb(root, buf, need, JSON_COMPACT);
+  if (wrote != need) {
     reel_free(buf);
-    rc = reel_error_set(err, REEL_EINTERNAL, "header", "header serialisation changed size");
+    /* json_dumpb allocates internally: 0 means it ran out of memory. */
+    rc = wrote == 0 ? reel_error_set(err, REEL_ENOMEM, "header", "cannot serialise the header")
+                    : reel_error_set(err, REEL_EINTERNAL, "header", "header serialisation changed size");
     goto done;
   }
   memset(buf + need, ' ', padded - need);

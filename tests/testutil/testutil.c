@@ -2,6 +2,8 @@
 /* Shared test helpers. See testutil.h. */
 #include "testutil.h"
 
+#include "reel/json.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Every test binary routes jansson through reel_malloc, so injected allocation failures reach JSON parsing. */
+__attribute__((constructor)) static void tu_init(void) { reel_json_use_reel_alloc(); }
 
 const char *tu_source_dir(void) {
   const char *s = getenv("REEL_SOURCE_DIR");

@@ -43,6 +43,13 @@ void reel_alloc_fail_after(long countdown, int persist);
 long reel_alloc_failures(void);
 /* Number of allocation calls seen since process start (for sizing injection loops). */
 long reel_alloc_calls(void);
+/*
+ * Number of allocations that returned NULL since process start, injected or
+ * real. A caller compares it before and after a library call to tell "out of
+ * memory" from the library's other failures (jansson reports some allocation
+ * failures as syntax errors).
+ */
+long reel_alloc_failed_total(void);
 
 #ifdef __cplusplus
 }

@@ -59,6 +59,14 @@ reel_status reel_json_get_enum(const json_t *obj, const char *path, const char *
 /* Fails with an error naming the first member of obj not in the NULL-terminated `allowed`. */
 reel_status reel_json_check_keys(const json_t *obj, const char *path, const char *const *allowed, reel_error *err);
 
+/*
+ * Routes jansson's allocations through reel_malloc/reel_free, so that
+ * allocation-failure injection reaches JSON parsing too. jansson's allocator
+ * is process-wide: programs (the CLI, test binaries) call this once at start-up;
+ * libraries never do. Cannot fail.
+ */
+void reel_json_use_reel_alloc(void);
+
 /* Serialises compactly (sorted keys off, no indent) into a new heap string; NULL on failure. Free with free(). */
 char *reel_json_dumps(const json_t *value);
 
