@@ -690,8 +690,22 @@ static reel_status build_header(const reel_st_entry *t, size_t n, const reel_st_
       rc = reel_error_set(err, REEL_ENOMEM, "header", "cannot allocate the header");
       goto done;
     }
-    if (json_add(obj, "dtype", json_string(dtype_table[e->dtype].name)) != 0 || json_add(obj, "shape", shape) != 0 ||
-        json_add(obj, "data_offsets", offs) != 0 || json_add(root, e->name, obj) != 0) {
+    /* Each json_add consumes its value, also on failure; what was not yet added is released here. */
+    int failed_at = 0;
+    if (json_add(obj, "dtype", json_string(dtype_table[e->dtype].name)) != 0)
+      failed_at = 1;
+    else if (json_add(obj, "shape", shape) != 0)
+      failed_at = 2;
+    else if (json_add(obj, "data_offsets", offs) != 0)
+      failed_at = 3;
+    if (failed_at) {
+      if (failed_at < 2) json_decref(shape);
+      if (failed_at < 3) json_decref(offs);
+      json_decref(obj);
+      rc = reel_error_set(err, REEL_ENOMEM, "header", "cannot allocate the header");
+      goto done;
+    }
+    if (json_add(root, e->name, obj) != 0) {
       rc = reel_error_set(err, REEL_ENOMEM, "header", "cannot allocate the header");
       goto done;
     }
