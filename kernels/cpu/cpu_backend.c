@@ -57,6 +57,19 @@ static reel_status cpu_sync(reel_backend *b, reel_error *err) {
 
 static reel_status cpu_set_option(reel_backend *b, const char *key, const char *value, reel_error *err) {
   reel__cpu *c = reel__cpu_of(b);
+  if (strcmp(key, "attention") == 0) {
+    if (strcmp(value, "auto") == 0) {
+      c->attn_path = REEL__ATTN_AUTO;
+    } else if (strcmp(value, "avx512") == 0) {
+      if (!c->have_avx512) return reel_error_set(err, REEL_EUNSUPPORTED, "attention", "this CPU lacks avx512");
+      c->attn_path = REEL__ATTN_AVX512;
+    } else if (strcmp(value, "portable") == 0) {
+      c->attn_path = REEL__ATTN_PORTABLE;
+    } else {
+      return reel_error_set(err, REEL_EINVAL, "attention", "must be auto, avx512 or portable, got \"%s\"", value);
+    }
+    return REEL_OK;
+  }
   if (strcmp(key, "matmul") != 0) return reel_error_set(err, REEL_ENOTFOUND, key, "unknown CPU backend option");
   static const struct {
     const char *name;
@@ -117,6 +130,11 @@ static const reel_backend_ops cpu_ops = {
     .layer_norm = reel__cpu_layer_norm,
     .rms_norm = reel__cpu_rms_norm,
     .copy_tensor = reel__cpu_copy_tensor,
+    .rope = reel__cpu_rope,
+    .attention = reel__cpu_attention,
+    .modulate = reel__cpu_modulate,
+    .gated_add = reel__cpu_gated_add,
+    .lincomb = reel__cpu_lincomb,
 };
 
 reel_backend *reel__cpu_backend_new(int threads, reel_error *err) {

@@ -27,7 +27,11 @@ typedef struct reel__cpu {
   size_t ws_cap;
   reel__gemm_path gemm_path; /* as set by the "matmul" option */
   int have_avx512, have_avx2;
+  int attn_path; /* reel__attn_path, as set by the "attention" option */
 } reel__cpu;
+
+/* Attention implementations ("attention" option). */
+typedef enum reel__attn_path { REEL__ATTN_AUTO = 0, REEL__ATTN_AVX512, REEL__ATTN_PORTABLE } reel__attn_path;
 
 static inline reel__cpu *reel__cpu_of(reel_backend *b) { return (reel__cpu *)b->impl; }
 
@@ -66,5 +70,17 @@ reel_status reel__cpu_matmul(reel_backend *b, const reel_tensor *x, const reel_t
                              reel_tensor *out, reel_error *err);
 reel_status reel__cpu_matmul_batched(reel_backend *b, const reel_tensor *a, const reel_tensor *bm, int trans_b,
                                      float alpha, reel_tensor *out, reel_error *err);
+
+/* Diffusion transformer ops (cpu_rope.c, cpu_attention.c, cpu_modulate.c, cpu_lincomb.c). */
+reel_status reel__cpu_rope(reel_backend *b, const reel_tensor *x, const reel_tensor *cos_t, const reel_tensor *sin_t,
+                           reel_tensor *out, reel_error *err);
+reel_status reel__cpu_attention(reel_backend *b, const reel_tensor *q, const reel_tensor *k, const reel_tensor *v,
+                                float scale, reel_tensor *out, reel_error *err);
+reel_status reel__cpu_modulate(reel_backend *b, const reel_tensor *x, const reel_tensor *shift,
+                               const reel_tensor *scale, reel_tensor *out, reel_error *err);
+reel_status reel__cpu_gated_add(reel_backend *b, const reel_tensor *x, const reel_tensor *y, const reel_tensor *gate,
+                                reel_tensor *out, reel_error *err);
+reel_status reel__cpu_lincomb(reel_backend *b, int n, const double *coef, const reel_tensor *const *x,
+                              reel_tensor *out, reel_error *err);
 
 #endif

@@ -53,7 +53,18 @@ typedef struct reel_backend_ops {
   reel_status (*rms_norm)(reel_backend *b, const reel_tensor *x, const reel_tensor *w, float eps, reel_tensor *out,
                           reel_error *err);
   reel_status (*copy_tensor)(reel_backend *b, const reel_tensor *src, reel_tensor *dst, reel_error *err);
-  /* Next (issue 4/9): rope, modulate/gate, attention, conv3d, upsample, philox noise. */
+  /* Diffusion transformer ops (issue 4). */
+  reel_status (*rope)(reel_backend *b, const reel_tensor *x, const reel_tensor *cos_t, const reel_tensor *sin_t,
+                      reel_tensor *out, reel_error *err);
+  reel_status (*attention)(reel_backend *b, const reel_tensor *q, const reel_tensor *k, const reel_tensor *v,
+                           float scale, reel_tensor *out, reel_error *err);
+  reel_status (*modulate)(reel_backend *b, const reel_tensor *x, const reel_tensor *shift, const reel_tensor *scale,
+                          reel_tensor *out, reel_error *err);
+  reel_status (*gated_add)(reel_backend *b, const reel_tensor *x, const reel_tensor *y, const reel_tensor *gate,
+                           reel_tensor *out, reel_error *err);
+  reel_status (*lincomb)(reel_backend *b, int n, const double *coef, const reel_tensor *const *x, reel_tensor *out,
+                         reel_error *err);
+  /* Next (issue 9): conv3d, upsample, philox noise. */
 } reel_backend_ops;
 
 #define REEL__BACKEND_NAME_MAX 32

@@ -338,3 +338,143 @@ void reel__iter_row_offsets(const reel__iter *it, int64_t row, int64_t *offsets)
     for (int k = 0; k < it->nops; k++) offsets[k] += i * it->stride[k][d];
   }
 }
+
+/* ---- Diffusion transformer ops (issue 4) -------------------------------------------------- */
+
+/* Checks that `t` broadcasts against `shape` (right-aligned, each dim 1 or equal). */
+static reel_status check_broadcast(const char *op, const char *name, const reel_tensor *t, const reel_tensor *to,
+                                   reel_error *err) {
+  int ok = t->ndim <= to->ndim;
+  for (int d = 0; ok && d < t->ndim; d++) {
+    int64_t s = t->shape[t->ndim - 1 - d], o = to->shape[to->ndim - 1 - d];
+    ok = s == 1 || s == o;
+  }
+  if (ok) return REEL_OK;
+  char sb[96], exp[160];
+  snprintf(exp, sizeof exp, "a shape that broadcasts to %s", reel_tensor_shape_str(to, sb, sizeof sb));
+  return shape_mismatch(op, name, t, exp, err);
+}
+
+reel_status reel_op_rope(reel_backend *b, const reel_tensor *x, const reel_tensor *cos_t, const reel_tensor *sin_t,
+                         reel_tensor *out, reel_error *err) {
+  const char *op = "rope";
+  reel_status st = check_same(b, op, x, out, err);
+  if (st == REEL_OK) st = check_operand(b, cos_t, op, "cos", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, sin_t, op, "sin", 0, 1, err);
+  if (st != REEL_OK) return st;
+  if (x->ndim != 4 || x->shape[3] % 2 != 0) return shape_mismatch(op, "x", x, "[B, T, H, D] with D even", err);
+  char exp[96];
+  snprintf(exp, sizeof exp, "[%lld, %lld] (T, D/2 of x)", (long long)x->shape[1], (long long)(x->shape[3] / 2));
+  const reel_tensor *tabs[2] = {cos_t, sin_t};
+  for (int i = 0; i < 2; i++) {
+    const char *name = i ? "sin" : "cos";
+    if (tabs[i]->ndim != 2 || tabs[i]->shape[0] != x->shape[1] || tabs[i]->shape[1] != x->shape[3] / 2)
+      return shape_mismatch(op, name, tabs[i], exp, err);
+    if (tabs[i]->dtype != REEL_F32 || !reel_tensor_is_contiguous(tabs[i]))
+      return reel_error_set(err, REEL_EUNSUPPORTED, i ? "rope.sin" : "rope.cos", "must be contiguous f32");
+  }
+  if ((x->shape[3] > 1 && x->stride[3] != 1) || (out->shape[3] > 1 && out->stride[3] != 1))
+    return reel_error_set(err, REEL_EINVAL, op, "x and out need unit stride along D");
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->rope) return unsupported(b, op, err);
+  return b->ops->rope(b, x, cos_t, sin_t, out, err);
+}
+
+reel_status reel_op_attention(reel_backend *b, const reel_tensor *q, const reel_tensor *k, const reel_tensor *v,
+                              float scale, reel_tensor *out, reel_error *err) {
+  const char *op = "attention";
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, q, op, "q", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, k, op, "k", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, v, op, "v", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  if (!isfinite(scale)) return reel_error_set(err, REEL_EINVAL, "attention.scale", "must be finite");
+  if (q->ndim != 4 || q->shape[3] < 1) return shape_mismatch(op, "q", q, "[B, Tq, H, D] with D >= 1", err);
+  int64_t B = q->shape[0], Tq = q->shape[1], H = q->shape[2], D = q->shape[3];
+  char exp[128];
+  snprintf(exp, sizeof exp, "[%lld, Tk, %lld, %lld] (B, H, D of q)", (long long)B, (long long)H, (long long)D);
+  if (k->ndim != 4 || k->shape[0] != B || k->shape[2] != H || k->shape[3] != D)
+    return shape_mismatch(op, "k", k, exp, err);
+  int64_t Tk = k->shape[1];
+  snprintf(exp, sizeof exp, "[%lld, %lld, %lld, Dv] (B, Tk, H of k), Dv >= 1", (long long)B, (long long)Tk,
+           (long long)H);
+  if (v->ndim != 4 || v->shape[0] != B || v->shape[1] != Tk || v->shape[2] != H || v->shape[3] < 1)
+    return shape_mismatch(op, "v", v, exp, err);
+  snprintf(exp, sizeof exp, "[%lld, %lld, %lld, %lld] (B, Tq, H of q, Dv of v)", (long long)B, (long long)Tq,
+           (long long)H, (long long)v->shape[3]);
+  if (out->ndim != 4 || out->shape[0] != B || out->shape[1] != Tq || out->shape[2] != H ||
+      out->shape[3] != v->shape[3])
+    return shape_mismatch(op, "out", out, exp, err);
+  if (Tk < 1 && Tq > 0) return shape_mismatch(op, "k", k, "at least one key (Tk >= 1)", err);
+  const reel_tensor *all[4] = {q, k, v, out};
+  static const char *const names[4] = {"attention.q", "attention.k", "attention.v", "attention.out"};
+  for (int i = 0; i < 4; i++)
+    if (all[i]->shape[3] > 1 && all[i]->stride[3] != 1)
+      return reel_error_set(err, REEL_EINVAL, names[i], "needs unit stride along its last dim (copy first)");
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->attention) return unsupported(b, op, err);
+  return b->ops->attention(b, q, k, v, scale, out, err);
+}
+
+reel_status reel_op_modulate(reel_backend *b, const reel_tensor *x, const reel_tensor *shift,
+                             const reel_tensor *scale, reel_tensor *out, reel_error *err) {
+  const char *op = "modulate";
+  reel_status st = check_same(b, op, x, out, err);
+  if (st == REEL_OK) st = check_operand(b, shift, op, "shift", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, scale, op, "scale", 0, 1, err);
+  if (st == REEL_OK) st = check_broadcast(op, "shift", shift, x, err);
+  if (st == REEL_OK) st = check_broadcast(op, "scale", scale, x, err);
+  if (st != REEL_OK) return st;
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->modulate) return unsupported(b, op, err);
+  return b->ops->modulate(b, x, shift, scale, out, err);
+}
+
+reel_status reel_op_gated_add(reel_backend *b, const reel_tensor *x, const reel_tensor *y, const reel_tensor *gate,
+                              reel_tensor *out, reel_error *err) {
+  const char *op = "gated_add";
+  reel_status st = check_same(b, op, x, out, err);
+  if (st == REEL_OK) st = check_operand(b, y, op, "y", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, gate, op, "gate", 0, 1, err);
+  if (st != REEL_OK) return st;
+  if (!reel_tensor_same_shape(x, y)) {
+    char sb[96];
+    return shape_mismatch(op, "y", y, reel_tensor_shape_str(x, sb, sizeof sb), err);
+  }
+  st = check_broadcast(op, "gate", gate, x, err);
+  if (st != REEL_OK) return st;
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->gated_add) return unsupported(b, op, err);
+  return b->ops->gated_add(b, x, y, gate, out, err);
+}
+
+reel_status reel_op_lincomb(reel_backend *b, int n, const double *coef, const reel_tensor *const *x,
+                            reel_tensor *out, reel_error *err) {
+  const char *op = "lincomb";
+  reel_status st = check_backend(b, op, err);
+  if (st != REEL_OK) return st;
+  if (n < 1 || n > REEL_LINCOMB_MAX)
+    return reel_error_set(err, REEL_ERANGE, "lincomb.n", "must be 1..%d, got %d", REEL_LINCOMB_MAX, n);
+  if (!coef || !x) return reel_error_set(err, REEL_EINVAL, op, "NULL coefficients or inputs");
+  st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  int64_t numel = reel_tensor_numel(out);
+  for (int i = 0; i < n; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "x[%d]", i);
+    st = check_operand(b, x[i], op, name, 0, 1, err);
+    if (st != REEL_OK) return st;
+    if (!isfinite(coef[i])) return reel_error_set(err, REEL_EINVAL, "lincomb.coef", "coef[%d] is not finite", i);
+    if (x[i]->dtype != REEL_F32 || !reel_tensor_is_contiguous(x[i]))
+      return reel_error_set(err, REEL_EUNSUPPORTED, "lincomb.x", "x[%d] must be contiguous f32", i);
+    if (reel_tensor_numel(x[i]) != numel)
+      return reel_error_set(err, REEL_EINVAL, "lincomb.x", "x[%d] has %lld elements, out has %lld", i,
+                            (long long)reel_tensor_numel(x[i]), (long long)numel);
+  }
+  if (out->dtype != REEL_F32 || !reel_tensor_is_contiguous(out))
+    return reel_error_set(err, REEL_EUNSUPPORTED, "lincomb.out", "must be contiguous f32");
+  if (numel == 0) return REEL_OK;
+  if (!b->ops->lincomb) return unsupported(b, op, err);
+  return b->ops->lincomb(b, n, coef, x, out, err);
+}

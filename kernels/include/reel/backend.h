@@ -240,6 +240,57 @@ reel_status reel_op_rms_norm(reel_backend *b, const reel_tensor *x, const reel_t
  */
 reel_status reel_op_copy(reel_backend *b, const reel_tensor *src, reel_tensor *dst, reel_error *err);
 
+/* ---- Ops of the diffusion transformers (issue 4) ------------------------------------------ */
+
+/*
+ * Rotary position embedding on interleaved pairs, as diffusers applies it for Wan
+ * (and Flux): for each pair i of the last dim, with c = cos[t, i], s = sin[t, i],
+ *   out[..., 2i] = x[..., 2i] c - x[..., 2i+1] s,  out[..., 2i+1] = x[..., 2i] s + x[..., 2i+1] c.
+ *   x, out    [B, T, H, D]  D even; any strides with unit stride along D
+ *   cos, sin  [T, D/2]      f32, contiguous (one row of angles per token)
+ * out may be x (in place).
+ */
+reel_status reel_op_rope(reel_backend *b, const reel_tensor *x, const reel_tensor *cos_t, const reel_tensor *sin_t,
+                         reel_tensor *out, reel_error *err);
+
+/*
+ * Scaled dot-product attention without mask, fused: for every batch b and head h,
+ * out[b, :, h] = softmax(scale · q[b, :, h] · k[b, :, h]ᵀ) · v[b, :, h].
+ *   q   [B, Tq, H, D]
+ *   k   [B, Tk, H, D]
+ *   v   [B, Tk, H, Dv]
+ *   out [B, Tq, H, Dv]
+ * [B, T, H, D] is the layout of a Linear output split into heads; any strides with
+ * unit stride along the last dim. The softmax is computed online over key tiles,
+ * so scratch memory is independent of Tq·Tk. out must not overlap the inputs.
+ * scale must be finite (usually 1/sqrt(D)).
+ */
+reel_status reel_op_attention(reel_backend *b, const reel_tensor *q, const reel_tensor *k, const reel_tensor *v,
+                              float scale, reel_tensor *out, reel_error *err);
+
+/*
+ * Adaptive-norm modulation: out = x * (1 + scale) + shift, with shift and scale
+ * broadcast against x (NumPy rules, e.g. [B, 1, D] against [B, T, D]); out has x's shape.
+ */
+reel_status reel_op_modulate(reel_backend *b, const reel_tensor *x, const reel_tensor *shift,
+                             const reel_tensor *scale, reel_tensor *out, reel_error *err);
+
+/*
+ * Gated residual: out = x + y * gate; y has x's shape, gate broadcasts against it;
+ * out has x's shape and may be x.
+ */
+reel_status reel_op_gated_add(reel_backend *b, const reel_tensor *x, const reel_tensor *y, const reel_tensor *gate,
+                              reel_tensor *out, reel_error *err);
+
+#define REEL_LINCOMB_MAX 8
+/*
+ * Linear combination out = sum_k coef[k] * x[k] for 1 <= n <= REEL_LINCOMB_MAX
+ * contiguous f32 tensors with the same number of elements (the sampler updates);
+ * accumulated in double, rounded once. out may be any of the x[k].
+ */
+reel_status reel_op_lincomb(reel_backend *b, int n, const double *coef, const reel_tensor *const *x,
+                            reel_tensor *out, reel_error *err);
+
 #ifdef __cplusplus
 }
 #endif
