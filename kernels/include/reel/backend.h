@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "reel/status.h"
+#include "reel/jobspec.h" /* reel_backend_kind */
 #include "reel/tensor.h"
 
 #ifdef __cplusplus
@@ -45,7 +46,11 @@ extern "C" {
 
 typedef struct reel_backend reel_backend;
 
-typedef enum reel_backend_kind { REEL_BACKEND_CPU = 0, REEL_BACKEND_CUDA = 1 } reel_backend_kind;
+/*
+ * A backend's kind is reel_backend_kind from reel/jobspec.h (REEL_BACKEND_CPU or
+ * REEL_BACKEND_CUDA; never REEL_BACKEND_AUTO): one enum for the job spec's choice
+ * and the backend that runs it, so that model code can include both headers.
+ */
 
 /*
  * CPU backend with `threads` worker threads including the caller (0 = number of
