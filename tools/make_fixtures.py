@@ -192,8 +192,6 @@ def randomize_(module, seed, norm_noise=0.25, bias_scale=0.1):
             p.copy_(torch.randn(p.shape, generator=g) * bias_scale)
         else:  # norm gammas, T5 layer norms, RMS norm weights
             p.copy_(1.0 + torch.randn(p.shape, generator=g) * norm_noise)
-    for name, b in module.named_buffers():
-        pass  # buffers (rope tables) are derived, left as built
 
 
 def file_sha256(p):
