@@ -87,8 +87,11 @@ static int on_progress(const reel_progress *p, void *user) {
   progress_state *ps = user;
   if (ps->draw) {
     int64_t now = reel_now_ns();
-    int last = p->frames_done == p->frames_total;
-    if (last || now - ps->last_ns >= 100000000) {
+    if (!strcmp(p->stage, "finish")) {
+      fprintf(stderr, "\r\033[Kfinishing: %d frames, flushing the encoder and writing the file", p->frames_total);
+      fflush(stderr);
+      ps->drawn = 1;
+    } else if (p->frames_done == p->frames_total || now - ps->last_ns >= 100000000) {
       ps->last_ns = now;
       double rate = p->elapsed_seconds > 0 ? p->frames_done / p->elapsed_seconds : 0.0;
       double eta = rate > 0 ? (p->frames_total - p->frames_done) / rate : 0.0;
@@ -295,7 +298,7 @@ int cmd_generate(int argc, char **argv) {
   reel_generate_result res;
   reel_error_clear(&err);
   reel_status st = reel_generate(&spec, output, &go, &res, &err);
-  if (ps.drawn) fprintf(stderr, "\n");
+  if (ps.drawn) fprintf(stderr, "\r\033[K"); /* the summary replaces the progress line */
   if (st == REEL_ECANCELED && interrupted) {
     fprintf(stderr, "reel generate: interrupted; nothing was written to %s\n", output);
     rc = 130;

@@ -124,6 +124,14 @@ static reel_status run_testsrc(const reel_jobspec *spec, reel_sink *sink, const 
       }
     }
   }
+  if (o->progress) {
+    /* The encoder still holds its lookahead; flushing it and writing the trailer can take a while. */
+    reel_progress p = {"finish", res->frames, res->frames, 0, 0, (double)(reel_now_ns() - t_start) / 1e9};
+    if (o->progress(&p, o->progress_user)) {
+      st = reel_error_set(err, REEL_ECANCELED, "job", "canceled before the clip was finished");
+      goto done;
+    }
+  }
   reel_encoder_stats stats;
   if ((st = reel_encoder_finish(enc, &stats, err))) goto done;
   res->seconds_render = (double)render_ns / 1e9;

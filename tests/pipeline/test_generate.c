@@ -55,11 +55,16 @@ static void spec_init(reel_jobspec *s, const char *prompt) {
 }
 
 typedef struct {
-  int calls, last, cancel_at, monotonic;
+  int calls, last, cancel_at, monotonic, finish;
 } progress_log;
 
 static int on_progress(const reel_progress *p, void *user) {
   progress_log *pl = user;
+  if (!strcmp(p->stage, "finish")) {
+    pl->finish++;
+    assert_int_equal(p->frames_done, p->frames_total);
+    return 0;
+  }
   pl->calls++;
   if (p->frames_done != pl->last + 1) pl->monotonic = 0;
   pl->last = p->frames_done;
@@ -74,7 +79,7 @@ static void test_defaults_and_result(void **state) {
   char path[600], url[PATH_MAX + 32];
   snprintf(path, sizeof path, "%s/clip.mp4", f->dir);
   snprintf(url, sizeof url, "file://%s/clip.mp4", f->real);
-  progress_log pl = {0, 0, 0, 1};
+  progress_log pl = {0, 0, 0, 1, 0};
   reel_generate_options o = {0};
   o.log = &f->log;
   o.progress = on_progress;
@@ -93,6 +98,7 @@ static void test_defaults_and_result(void **state) {
   assert_string_equal(r.container, "mp4");
   assert_string_equal(r.encoder, "libx264");
   assert_int_equal(pl.calls, 48);
+  assert_int_equal(pl.finish, 1);
   assert_true(pl.monotonic);
   assert_true(r.seconds_total >= r.seconds_encode);
   size_t len = 0;
@@ -121,7 +127,7 @@ static void test_cancel_leaves_nothing(void **state) {
   spec.frames = 30;
   char path[600];
   snprintf(path, sizeof path, "%s/canceled.mp4", f->dir);
-  progress_log pl = {0, 0, 5, 1};
+  progress_log pl = {0, 0, 5, 1, 0};
   reel_generate_options o = {0};
   o.log = &f->log;
   o.progress = on_progress;
@@ -129,6 +135,7 @@ static void test_cancel_leaves_nothing(void **state) {
   reel_error err = {0};
   assert_int_equal(reel_generate(&spec, path, &o, NULL, &err), REEL_ECANCELED);
   assert_int_equal(pl.calls, 5);
+  assert_int_equal(pl.finish, 0);
   assert_int_equal(entries(f->dir), 0);
   reel_jobspec_fini(&spec);
 }

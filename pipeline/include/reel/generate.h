@@ -24,8 +24,9 @@ extern "C" {
 
 /* Where a job is, for progress displays and queue events. */
 typedef struct reel_progress {
-  const char *stage; /* "denoise", "encode" (testsrc has only "encode") */
-  int frames_done;   /* frames encoded so far */
+  /* "denoise"; "encode" once per frame handed to the encoder; "finish" once, before the encoder is flushed */
+  const char *stage;
+  int frames_done; /* frames handed to the encoder so far */
   int frames_total;
   int steps_done; /* denoising steps done (0 for testsrc) */
   int steps_total;
