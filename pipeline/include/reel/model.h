@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Model families behind one small interface, so that the generation loop, the
+ * samplers and the worker never change when a family is added.
+ *
+ * A family (Wan2.1 first; Wan2.2, LTX-Video later) is a table of functions:
+ * recognise a model folder, load it onto a backend, encode a prompt into text
+ * embeddings, run the denoiser on a batch of latents at per-sample timesteps, and
+ * decode latents into frames. A component the family (or this build) does not
+ * have is a NULL entry; calling it through the wrappers below gives
+ * REEL_EUNSUPPORTED naming the component. The text encoder and the VAE of Wan
+ * plug into the same table as the transformer.
+ *
+ * Lifetimes: a reel_model borrows its backend (which must outlive it) and owns
+ * everything it loaded. Calls on one model must not run concurrently (they share
+ * the backend). All tensors passed in and out live on the model's backend.
+ */
+#ifndef REEL_MODEL_H
+#define REEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "reel/backend.h"
+#include "reel/scheduler.h"
+#include "reel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What the generation loop needs to know about a loaded model. */
+typedef struct reel_model_info {
+  const char *family;         /* the family's name, e.g. "wan2.1" */
+  int64_t latent_channels;    /* channels of the latents the denoiser takes */
+  int64_t out_channels;       /* channels of its prediction */
+  int64_t latent_multiple[3]; /* latent frames/height/width must be multiples of these */
+  int64_t text_dim;           /* width of the prompt embeddings the denoiser takes */
+  int64_t text_len;           /* tokens per prompt embedding the text encoder produces (0: unknown) */
+  int64_t vae_stride[3];      /* video pixels per latent along frames/height/width (0: no VAE) */
+  reel_sched_config sampler;  /* the family's default sampler (kind and shift) */
+  double guidance;            /* default classifier-free guidance scale */
+  int steps;                  /* default number of steps */
+} reel_model_info;
+
+/*
+ * A family's implementation. `impl` is the family's loaded state. Tensor
+ * arguments are as in the wrappers below.
+ */
+typedef struct reel_model_family {
+  const char *name;
+  /* Nonzero when `dir` holds a model of this family. Must not fail loudly. */
+  int (*probe)(const char *dir);
+  reel_status (*load)(reel_backend *b, const char *dir, void **impl /* OUT: */, reel_model_info *info /* OUT: */,
+                      reel_error *err);
+  void (*destroy)(void *impl);
+  reel_status (*encode_prompt)(void *impl, const char *prompt, reel_tensor_arena *arena, reel_tensor *embeds,
+                               reel_error *err);
+  reel_status (*denoise_arena_bytes)(void *impl, int64_t batch, const int64_t latent[4], int64_t text_len,
+                                     size_t *bytes, reel_error *err);
+  reel_status (*denoise)(void *impl, const reel_tensor *latents, const float *timesteps, const reel_tensor *context,
+                         reel_tensor_arena *arena, reel_tensor *out, reel_error *err);
+  reel_status (*decode)(void *impl, const reel_tensor *latents, reel_tensor_arena *arena, reel_tensor *frames,
+                        reel_error *err);
+} reel_model_family;
+
+/* The Wan2.1 text-to-video family (diffusers layout: transformer/, text_encoder/, tokenizer/, vae/). */
+extern const reel_model_family reel_model_family_wan21;
+
+/* The families built in, NULL-terminated, in the order reel_model_open() probes them. */
+const reel_model_family *const *reel_model_families(void);
+
+typedef struct reel_model reel_model;
+
+/*
+ * Opens the model in `dir` with the first family whose probe accepts it
+ * (REEL_EUNSUPPORTED naming the folder when none does). On success *out is a new
+ * model to destroy with reel_model_destroy(); on failure it is NULL.
+ */
+reel_status reel_model_open(reel_backend *b, const char *dir, reel_model **out /* OUT: */, reel_error *err);
+/* The same with a given family (no probing). */
+reel_status reel_model_open_family(reel_backend *b, const reel_model_family *family, const char *dir,
+                                   reel_model **out /* OUT: */, reel_error *err);
+/* Accepts NULL and NULL *m; sets *m to NULL. */
+void reel_model_destroy(reel_model **m);
+
+const reel_model_info *reel_model_get_info(const reel_model *m);
+const reel_model_family *reel_model_get_family(const reel_model *m);
+reel_backend *reel_model_backend(const reel_model *m);
+
+/*
+ * Text embeddings of one prompt: *embeds becomes an arena tensor [text_len,
+ * text_dim]. REEL_EUNSUPPORTED when the model has no text encoder.
+ */
+reel_status reel_model_encode_prompt(reel_model *m, const char *prompt, reel_tensor_arena *arena,
+                                     reel_tensor *embeds /* OUT: */, reel_error *err);
+
+/* Arena bytes one reel_model_denoise() call takes for latent [C, F, H, W] x batch and text_len tokens. */
+reel_status reel_model_denoise_arena_bytes(reel_model *m, int64_t batch, const int64_t latent[4], int64_t text_len,
+                                           size_t *bytes /* OUT: */, reel_error *err);
+
+/*
+ * The denoiser's prediction for a batch:
+ *   latents   [B, latent_channels, F, H, W]
+ *   timesteps [B] on the host, one per sample
+ *   context   [B, L, text_dim]
+ *   out       [B, out_channels, F, H, W] (must not overlap the inputs)
+ * Temporaries come from `arena` and are released before the call returns.
+ */
+reel_status reel_model_denoise(reel_model *m, const reel_tensor *latents, const float *timesteps,
+                               const reel_tensor *context, reel_tensor_arena *arena, reel_tensor *out, reel_error *err);
+
+/*
+ * Decodes latents [B, C, F, H, W] into frames [B, 3, F', H', W'] (f32 in [-1, 1]
+ * as the VAE gives them). REEL_EUNSUPPORTED when the model has no VAE.
+ */
+reel_status reel_model_decode(reel_model *m, const reel_tensor *latents, reel_tensor_arena *arena, reel_tensor *frames,
+                              reel_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
