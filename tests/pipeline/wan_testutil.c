@@ -55,6 +55,11 @@ double *wt_read_f64(const reel_safetensors *st, const char *name, size_t *n) {
         memcpy(&v, p + 8 * i, 8);
         out[i] = (double)v;
       } break;
+      case REEL_ST_U32: {
+        uint32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        out[i] = v;
+      } break;
       case REEL_ST_I32: {
         int32_t v;
         memcpy(&v, p + 4 * i, 4);

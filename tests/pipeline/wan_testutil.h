@@ -18,8 +18,8 @@ const char *wt_fixture(char *buf, size_t size, const char *rel);
 /* Opens a fixture safetensors file. */
 reel_safetensors *wt_open(const char *rel);
 /*
- * Tensor `name` converted to a new f32 array (F32, BF16, F16, I64, I32, U64
- * sources); *n (may be NULL) gets the element count, shape/rank when non-NULL.
+ * Tensor `name` converted to a new f32 array (F32, BF16, F16, I64, I32, U64,
+ * U32 sources); *n (may be NULL) gets the element count, shape/rank when non-NULL.
  */
 float *wt_read_f32(const reel_safetensors *st, const char *name, size_t *n, int64_t *shape, int *rank);
 /* The same as doubles (exact for the integer dtypes up to 2^53). */
