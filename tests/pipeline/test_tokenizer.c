@@ -112,9 +112,9 @@ static void test_wan_corpus(void **state) {
     size_t i = (size_t)i64_at(pidx, j);
     int64_t tb = i64_at(offs, i), te = i64_at(offs, i + 1);
     size_t seq = 0;
-    assert_int_equal(reel_tokenizer_encode_padded(tok, (const char *)text->data + tb, (size_t)(te - tb), 512, ids,
-                                                  mask, &seq, &err),
-                     REEL_OK);
+    assert_int_equal(
+        reel_tokenizer_encode_padded(tok, (const char *)text->data + tb, (size_t)(te - tb), 512, ids, mask, &seq, &err),
+        REEL_OK);
     assert_int_equal(seq, 512);
     for (size_t k = 0; k < 512; k++) {
       assert_int_equal(ids[k], id_at(pids, j * 512 + k));
@@ -198,8 +198,9 @@ static void test_variants(void **state) {
 /* A small valid tokenizer.json with one member replaced by `patch` (a JSON fragment "key": value). */
 static char *make_json(const char *model, const char *normalizer, const char *pre, const char *post,
                        const char *added) {
-  const char *fmt = "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":%s,"
-                    "\"normalizer\":%s,\"pre_tokenizer\":%s,\"post_processor\":%s,\"decoder\":null,\"model\":%s}";
+  const char *fmt =
+      "{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":%s,"
+      "\"normalizer\":%s,\"pre_tokenizer\":%s,\"post_processor\":%s,\"decoder\":null,\"model\":%s}";
   size_t n = strlen(fmt) + strlen(model) + strlen(normalizer) + strlen(pre) + strlen(post) + strlen(added) + 1;
   char *s = malloc(n);
   snprintf(s, n, fmt, added, normalizer, pre, post, model);
@@ -210,10 +211,11 @@ static char *make_json(const char *model, const char *normalizer, const char *pr
   "{\"type\":\"Unigram\",\"unk_id\":2,\"vocab\":[[\"<pad>\",0.0],[\"</s>\",0.0],[\"<unk>\",0.0],[\"\\u2581\",-2.0]," \
   "[\"a\",-1.0],[\"b\",-1.5],[\"ab\",-1.2],[\"\\u2581a\",-0.5]],\"byte_fallback\":false}"
 #define GOOD_PRE "{\"type\":\"Metaspace\",\"replacement\":\"\\u2581\",\"prepend_scheme\":\"always\",\"split\":true}"
-#define GOOD_POST                                                                                                    \
-  "{\"type\":\"TemplateProcessing\",\"single\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{"    \
-  "\"id\":\"</s>\",\"type_id\":0}}],\"special_tokens\":{\"</s>\":{\"id\":\"</s>\",\"ids\":[1],\"tokens\":[\"</s>\"]}}}"
-#define GOOD_ADDED                                                                                                   \
+#define GOOD_POST                                                                                                \
+  "{\"type\":\"TemplateProcessing\",\"single\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{" \
+  "\"id\":\"</s>\",\"type_id\":0}}],\"special_tokens\":{\"</s>\":{\"id\":\"</s>\",\"ids\":[1],\"tokens\":[\"</"  \
+  "s>\"]}}}"
+#define GOOD_ADDED \
   "[{\"id\":0,\"content\":\"<pad>\",\"special\":true},{\"id\":1,\"content\":\"</s>\",\"special\":true}]"
 
 static void expect_load(const char *json, reel_status want, const char *field_part) {
@@ -287,8 +289,9 @@ static void test_small_and_malformed(void **state) {
        "model.vocab[1][0]"},
       {"{\"type\":\"Unigram\",\"vocab\":[[\"a\"]]}", "null", "null", "null", "[]", REEL_EFORMAT, "model.vocab[0]"},
       {GOOD_MODEL, "{\"type\":\"NFKC\"}", "null", "null", "[]", REEL_EUNSUPPORTED, "normalizer.type"},
-      {GOOD_MODEL, "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"@@\"}]}",
-       "null", "null", "[]", REEL_EFORMAT, "normalizer.normalizers[0].precompiled_charsmap"},
+      {GOOD_MODEL,
+       "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"@@\"}]}", "null",
+       "null", "[]", REEL_EFORMAT, "normalizer.normalizers[0].precompiled_charsmap"},
       {GOOD_MODEL, "{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"AAAA\"}", "null", "null", "[]", REEL_EFORMAT,
        "normalizer.precompiled_charsmap"},
       {GOOD_MODEL, "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(a|b)\"},\"content\":\"x\"}", "null", "null", "[]",

@@ -43,10 +43,10 @@
 extern "C" {
 #endif
 
-#define REEL_TOKENIZER_MAX_TEXT (1u << 20)        /* bytes of one input text */
-#define REEL_TOKENIZER_MAX_JSON (512u << 20)      /* bytes of tokenizer.json */
-#define REEL_TOKENIZER_MAX_VOCAB (1 << 22)        /* pieces in model.vocab */
-#define REEL_TOKENIZER_MAX_PIECE 4096             /* bytes of one piece or added token */
+#define REEL_TOKENIZER_MAX_TEXT  (1u << 20)   /* bytes of one input text */
+#define REEL_TOKENIZER_MAX_JSON  (512u << 20) /* bytes of tokenizer.json */
+#define REEL_TOKENIZER_MAX_VOCAB (1 << 22)    /* pieces in model.vocab */
+#define REEL_TOKENIZER_MAX_PIECE 4096         /* bytes of one piece or added token */
 
 typedef struct reel_tokenizer reel_tokenizer;
 

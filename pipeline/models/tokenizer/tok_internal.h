@@ -72,9 +72,9 @@ int tok_charsmap_lookup(const tok_charsmap *cm, const char *s, size_t n, const c
 
 /* A regex subset for Replace patterns: a sequence of (character set, min, max) atoms. */
 typedef struct tok_regex_atom {
-  int kind;        /* TOK_RX_CHAR, _SPACE, _NOTSPACE, _ANY or _CLASS */
-  int negated;     /* for classes */
-  uint32_t cp;     /* TOK_RX_CHAR */
+  int kind;         /* TOK_RX_CHAR, _SPACE, _NOTSPACE, _ANY or _CLASS */
+  int negated;      /* for classes */
+  uint32_t cp;      /* TOK_RX_CHAR */
   uint32_t *ranges; /* TOK_RX_CLASS: pairs lo,hi (owned) */
   size_t nranges;
   uint32_t min, max; /* repetitions; max UINT32_MAX = unbounded */
@@ -94,12 +94,12 @@ enum tok_norm_kind { TOK_NORM_PRECOMPILED, TOK_NORM_REPLACE, TOK_NORM_STRIP, TOK
 
 typedef struct tok_norm_step {
   enum tok_norm_kind kind;
-  tok_charsmap cm;  /* PRECOMPILED */
-  int is_regex;     /* REPLACE: pattern is a regex (else a literal string) */
-  tok_regex rx;     /* REPLACE with regex */
-  char *literal;    /* REPLACE with a string pattern (owned) */
+  tok_charsmap cm; /* PRECOMPILED */
+  int is_regex;    /* REPLACE: pattern is a regex (else a literal string) */
+  tok_regex rx;    /* REPLACE with regex */
+  char *literal;   /* REPLACE with a string pattern (owned) */
   size_t literal_len;
-  char *content;    /* REPLACE replacement / PREPEND text (owned) */
+  char *content; /* REPLACE replacement / PREPEND text (owned) */
   size_t content_len;
   int strip_left, strip_right; /* STRIP */
 } tok_norm_step;
@@ -139,7 +139,7 @@ void tok_unigram_fini(tok_unigram *m);
  * *ids (grown with reel_realloc). REEL_EINVAL (naming "model.unk_id") when a
  * character has no piece and the model has no unk id.
  */
-reel_status tok_unigram_encode(const tok_unigram *m, const char *s, size_t n, int32_t **ids, size_t *nids,
-                               size_t *cap, reel_error *err);
+reel_status tok_unigram_encode(const tok_unigram *m, const char *s, size_t n, int32_t **ids, size_t *nids, size_t *cap,
+                               reel_error *err);
 
 #endif

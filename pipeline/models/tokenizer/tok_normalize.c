@@ -29,8 +29,8 @@ reel_status tok_charsmap_parse(tok_charsmap *cm, const unsigned char *data, size
                                reel_error *err) {
   memset(cm, 0, sizeof *cm);
   if (n < 4) return reel_error_set(err, REEL_EFORMAT, field, "charsmap of %zu bytes has no trie size", n);
-  uint32_t trie_bytes = (uint32_t)data[0] | ((uint32_t)data[1] << 8) | ((uint32_t)data[2] << 16) |
-                        ((uint32_t)data[3] << 24);
+  uint32_t trie_bytes =
+      (uint32_t)data[0] | ((uint32_t)data[1] << 8) | ((uint32_t)data[2] << 16) | ((uint32_t)data[3] << 24);
   size_t nunits = trie_bytes / 4;
   if (nunits == 0 || nunits > (n - 4) / 4)
     return reel_error_set(err, REEL_EFORMAT, field, "trie of %u bytes does not fit in a charsmap of %zu bytes",
@@ -139,18 +139,33 @@ static size_t rx_literal(const char *p, size_t n, uint32_t *cp, int *is_space_cl
   if (p[0] != '\\') return tok_utf8_next(p, n, cp);
   if (n < 2) return 0;
   switch (p[1]) {
-  case 't': *cp = '\t'; return 2;
-  case 'n': *cp = '\n'; return 2;
-  case 'r': *cp = '\r'; return 2;
-  case 'f': *cp = '\f'; return 2;
-  case 'v': *cp = '\v'; return 2;
-  case 's': *is_space_class = 1; return 2;
-  case 'S': *is_space_class = 2; return 2;
-  default: break;
+    case 't':
+      *cp = '\t';
+      return 2;
+    case 'n':
+      *cp = '\n';
+      return 2;
+    case 'r':
+      *cp = '\r';
+      return 2;
+    case 'f':
+      *cp = '\f';
+      return 2;
+    case 'v':
+      *cp = '\v';
+      return 2;
+    case 's':
+      *is_space_class = 1;
+      return 2;
+    case 'S':
+      *is_space_class = 2;
+      return 2;
+    default:
+      break;
   }
   /* Escaped punctuation stands for itself; escaped letters/digits are classes or backrefs we lack. */
-  if ((unsigned char)p[1] < 0x80 && !((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z') ||
-                                      (p[1] >= '0' && p[1] <= '9'))) {
+  if ((unsigned char)p[1] < 0x80 &&
+      !((p[1] >= 'a' && p[1] <= 'z') || (p[1] >= 'A' && p[1] <= 'Z') || (p[1] >= '0' && p[1] <= '9'))) {
     *cp = (unsigned char)p[1];
     return 2;
   }
@@ -167,7 +182,7 @@ static int add_range(tok_regex_atom *a, uint32_t lo, uint32_t hi) {
   return 1;
 }
 
-static const uint32_t ws_ranges[][2] = {{0x09, 0x0D}, {0x20, 0x20},     {0x85, 0x85},     {0xA0, 0xA0},
+static const uint32_t ws_ranges[][2] = {{0x09, 0x0D},     {0x20, 0x20},     {0x85, 0x85},     {0xA0, 0xA0},
                                         {0x1680, 0x1680}, {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F},
                                         {0x205F, 0x205F}, {0x3000, 0x3000}};
 
@@ -278,15 +293,19 @@ nomem:
 
 static int rx_atom_matches(const tok_regex_atom *a, uint32_t c) {
   switch (a->kind) {
-  case TOK_RX_CHAR: return c == a->cp;
-  case TOK_RX_SPACE: return tok_is_whitespace(c);
-  case TOK_RX_NOTSPACE: return !tok_is_whitespace(c);
-  case TOK_RX_ANY: return c != '\n';
-  default: {
-    int in = 0;
-    for (size_t i = 0; i < a->nranges && !in; i++) in = c >= a->ranges[2 * i] && c <= a->ranges[2 * i + 1];
-    return a->negated ? !in : in;
-  }
+    case TOK_RX_CHAR:
+      return c == a->cp;
+    case TOK_RX_SPACE:
+      return tok_is_whitespace(c);
+    case TOK_RX_NOTSPACE:
+      return !tok_is_whitespace(c);
+    case TOK_RX_ANY:
+      return c != '\n';
+    default: {
+      int in = 0;
+      for (size_t i = 0; i < a->nranges && !in; i++) in = c >= a->ranges[2 * i] && c <= a->ranges[2 * i + 1];
+      return a->negated ? !in : in;
+    }
   }
 }
 
@@ -354,54 +373,55 @@ reel_status tok_norm_apply(const tok_norm_step *s, const char *in, size_t n, tok
   if (out->p) out->p[0] = '\0';
   if ((st = tok_buf_append(out, "", 0)) != REEL_OK) return st; /* always allocated */
   switch (s->kind) {
-  case TOK_NORM_PRECOMPILED: return apply_precompiled(&s->cm, in, n, out);
-  case TOK_NORM_REPLACE: {
-    size_t pos = 0;
-    while (pos < n) {
-      size_t ms, me;
-      int found;
-      if (s->is_regex) {
-        found = tok_regex_find(&s->rx, in, n, pos, &ms, &me);
-      } else {
-        const char *hit = s->literal_len <= n - pos ? memmem(in + pos, n - pos, s->literal, s->literal_len) : NULL;
-        found = hit != NULL;
-        if (found) {
-          ms = (size_t)(hit - in);
-          me = ms + s->literal_len;
+    case TOK_NORM_PRECOMPILED:
+      return apply_precompiled(&s->cm, in, n, out);
+    case TOK_NORM_REPLACE: {
+      size_t pos = 0;
+      while (pos < n) {
+        size_t ms, me;
+        int found;
+        if (s->is_regex) {
+          found = tok_regex_find(&s->rx, in, n, pos, &ms, &me);
+        } else {
+          const char *hit = s->literal_len <= n - pos ? memmem(in + pos, n - pos, s->literal, s->literal_len) : NULL;
+          found = hit != NULL;
+          if (found) {
+            ms = (size_t)(hit - in);
+            me = ms + s->literal_len;
+          }
+        }
+        if (!found) break;
+        if ((st = tok_buf_append(out, in + pos, ms - pos)) != REEL_OK) return st;
+        if ((st = tok_buf_append(out, s->content, s->content_len)) != REEL_OK) return st;
+        pos = me;
+      }
+      return tok_buf_append(out, in + pos, n - pos);
+    }
+    case TOK_NORM_STRIP: {
+      size_t b = 0, e = n;
+      if (s->strip_left) {
+        while (b < e) {
+          uint32_t c;
+          size_t k = tok_utf8_next(in + b, e - b, &c);
+          if (!tok_is_whitespace(c)) break;
+          b += k;
         }
       }
-      if (!found) break;
-      if ((st = tok_buf_append(out, in + pos, ms - pos)) != REEL_OK) return st;
-      if ((st = tok_buf_append(out, s->content, s->content_len)) != REEL_OK) return st;
-      pos = me;
-    }
-    return tok_buf_append(out, in + pos, n - pos);
-  }
-  case TOK_NORM_STRIP: {
-    size_t b = 0, e = n;
-    if (s->strip_left) {
-      while (b < e) {
-        uint32_t c;
-        size_t k = tok_utf8_next(in + b, e - b, &c);
-        if (!tok_is_whitespace(c)) break;
-        b += k;
+      if (s->strip_right) {
+        while (e > b) {
+          size_t q = e - 1;
+          while (q > b && ((unsigned char)in[q] & 0xC0) == 0x80) q--;
+          uint32_t c;
+          tok_utf8_next(in + q, e - q, &c);
+          if (!tok_is_whitespace(c)) break;
+          e = q;
+        }
       }
+      return tok_buf_append(out, in + b, e - b);
     }
-    if (s->strip_right) {
-      while (e > b) {
-        size_t q = e - 1;
-        while (q > b && ((unsigned char)in[q] & 0xC0) == 0x80) q--;
-        uint32_t c;
-        tok_utf8_next(in + q, e - q, &c);
-        if (!tok_is_whitespace(c)) break;
-        e = q;
-      }
-    }
-    return tok_buf_append(out, in + b, e - b);
-  }
-  case TOK_NORM_PREPEND:
-    if (n && (st = tok_buf_append(out, s->content, s->content_len)) != REEL_OK) return st;
-    return tok_buf_append(out, in, n);
+    case TOK_NORM_PREPEND:
+      if (n && (st = tok_buf_append(out, s->content, s->content_len)) != REEL_OK) return st;
+      return tok_buf_append(out, in, n);
   }
   return REEL_EINTERNAL;
 }

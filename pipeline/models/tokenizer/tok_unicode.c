@@ -54,13 +54,19 @@ size_t tok_utf8_next(const char *s, size_t n, uint32_t *cp) {
   if (k > n) k = n; /* cannot happen on valid UTF-8; keeps a bad caller in bounds */
   uint32_t c;
   switch (k) {
-  case 1: c = u[0]; break;
-  case 2: c = ((uint32_t)(u[0] & 0x1F) << 6) | (u[1] & 0x3F); break;
-  case 3: c = ((uint32_t)(u[0] & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F); break;
-  default:
-    c = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) | ((uint32_t)(u[2] & 0x3F) << 6) |
-        (u[3] & 0x3F);
-    break;
+    case 1:
+      c = u[0];
+      break;
+    case 2:
+      c = ((uint32_t)(u[0] & 0x1F) << 6) | (u[1] & 0x3F);
+      break;
+    case 3:
+      c = ((uint32_t)(u[0] & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F);
+      break;
+    default:
+      c = ((uint32_t)(u[0] & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) | ((uint32_t)(u[2] & 0x3F) << 6) |
+          (u[3] & 0x3F);
+      break;
   }
   *cp = c;
   return k;
@@ -207,8 +213,7 @@ size_t tok_grapheme_end(const char *s, size_t n, size_t pos) {
       join = 0; /* GB4 */
     else if (next == TOK_GCB_CONTROL || next == TOK_GCB_CR || next == TOK_GCB_LF)
       join = 0; /* GB5 */
-    else if (prev == TOK_GCB_L &&
-             (next == TOK_GCB_L || next == TOK_GCB_V || next == TOK_GCB_LV || next == TOK_GCB_LVT))
+    else if (prev == TOK_GCB_L && (next == TOK_GCB_L || next == TOK_GCB_V || next == TOK_GCB_LV || next == TOK_GCB_LVT))
       join = 1; /* GB6 */
     else if ((prev == TOK_GCB_LV || prev == TOK_GCB_V) && (next == TOK_GCB_V || next == TOK_GCB_T))
       join = 1; /* GB7 */

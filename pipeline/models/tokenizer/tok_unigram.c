@@ -107,8 +107,8 @@ static reel_status emit_unknown(const tok_unigram *m, const char *s, size_t b, s
   return REEL_OK;
 }
 
-reel_status tok_unigram_encode(const tok_unigram *m, const char *s, size_t n, int32_t **ids, size_t *nids,
-                               size_t *cap, reel_error *err) {
+reel_status tok_unigram_encode(const tok_unigram *m, const char *s, size_t n, int32_t **ids, size_t *nids, size_t *cap,
+                               reel_error *err) {
   if (n == 0) return REEL_OK;
   reel_status st = REEL_OK;
   best_node *best = reel_malloc((n + 1) * sizeof *best);

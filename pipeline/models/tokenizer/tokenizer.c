@@ -135,7 +135,9 @@ static reel_status parse_charsmap(const json_t *obj, const char *path, tok_chars
   size_t n = 0;
   reel_status st = get_str(obj, path, "precompiled_charsmap", 1, REEL_TOKENIZER_MAX_JSON, &s, &n, err);
   if (st != REEL_OK) {
-    reel_error_reset(err, st, field, "%s", err ? err->msg : "");
+    char msg[REEL_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+    reel_error_reset(err, st, field, "%s", msg);
     return st;
   }
   unsigned char *raw;
@@ -169,78 +171,78 @@ static reel_status parse_normalizer(reel_tokenizer *t, const json_t *obj, const 
   tok_norm_step step;
   memset(&step, 0, sizeof step);
   switch (type) {
-  case 0: {
-    json_t *list = json_object_get(obj, "normalizers");
-    snprintf(sub, sizeof sub, "%s.normalizers", path);
-    if (!json_is_array(list)) return reel_error_set(err, REEL_EFORMAT, sub, "must be an array");
-    for (size_t i = 0; i < json_array_size(list); i++) {
-      snprintf(sub, sizeof sub, "%s.normalizers[%zu]", path, i);
-      if ((st = parse_normalizer(t, json_array_get(list, i), sub, depth + 1, err)) != REEL_OK) return st;
+    case 0: {
+      json_t *list = json_object_get(obj, "normalizers");
+      snprintf(sub, sizeof sub, "%s.normalizers", path);
+      if (!json_is_array(list)) return reel_error_set(err, REEL_EFORMAT, sub, "must be an array");
+      for (size_t i = 0; i < json_array_size(list); i++) {
+        snprintf(sub, sizeof sub, "%s.normalizers[%zu]", path, i);
+        if ((st = parse_normalizer(t, json_array_get(list, i), sub, depth + 1, err)) != REEL_OK) return st;
+      }
+      return REEL_OK;
     }
-    return REEL_OK;
-  }
-  case 1:
-    step.kind = TOK_NORM_PRECOMPILED;
-    if ((st = parse_charsmap(obj, path, &step.cm, err)) != REEL_OK) return st;
-    return add_norm(t, &step, err);
-  case 2: {
-    step.kind = TOK_NORM_REPLACE;
-    json_t *pat = json_object_get(obj, "pattern");
-    snprintf(sub, sizeof sub, "%s.pattern", path);
-    if (!json_is_object(pat) || json_object_size(pat) != 1)
-      return reel_error_set(err, REEL_EFORMAT, sub, "must be {\"String\": ...} or {\"Regex\": ...}");
-    json_t *sv = json_object_get(pat, "String"), *rv = json_object_get(pat, "Regex");
-    const char *content = NULL;
-    size_t clen = 0;
-    if ((sv && !json_is_string(sv)) || (rv && !json_is_string(rv)) || (!sv && !rv))
-      return reel_error_set(err, REEL_EFORMAT, sub, "must be {\"String\": \"...\"} or {\"Regex\": \"...\"}");
-    if ((st = get_str(obj, path, "content", 1, REEL_TOKENIZER_MAX_PIECE, &content, &clen, err)) != REEL_OK) {
-      snprintf(sub, sizeof sub, "%s.content", path);
-      reel_error_reset(err, st, sub, "must be a string of at most %d bytes", REEL_TOKENIZER_MAX_PIECE);
-      return st;
+    case 1:
+      step.kind = TOK_NORM_PRECOMPILED;
+      if ((st = parse_charsmap(obj, path, &step.cm, err)) != REEL_OK) return st;
+      return add_norm(t, &step, err);
+    case 2: {
+      step.kind = TOK_NORM_REPLACE;
+      json_t *pat = json_object_get(obj, "pattern");
+      snprintf(sub, sizeof sub, "%s.pattern", path);
+      if (!json_is_object(pat) || json_object_size(pat) != 1)
+        return reel_error_set(err, REEL_EFORMAT, sub, "must be {\"String\": ...} or {\"Regex\": ...}");
+      json_t *sv = json_object_get(pat, "String"), *rv = json_object_get(pat, "Regex");
+      const char *content = NULL;
+      size_t clen = 0;
+      if ((sv && !json_is_string(sv)) || (rv && !json_is_string(rv)) || (!sv && !rv))
+        return reel_error_set(err, REEL_EFORMAT, sub, "must be {\"String\": \"...\"} or {\"Regex\": \"...\"}");
+      if ((st = get_str(obj, path, "content", 1, REEL_TOKENIZER_MAX_PIECE, &content, &clen, err)) != REEL_OK) {
+        snprintf(sub, sizeof sub, "%s.content", path);
+        reel_error_reset(err, st, sub, "must be a string of at most %d bytes", REEL_TOKENIZER_MAX_PIECE);
+        return st;
+      }
+      if (sv) {
+        if (json_string_length(sv) == 0 || json_string_length(sv) > REEL_TOKENIZER_MAX_PIECE)
+          return reel_error_set(err, REEL_EFORMAT, sub, "String pattern must have 1..%d bytes",
+                                REEL_TOKENIZER_MAX_PIECE);
+        step.literal = reel_strndup(json_string_value(sv), json_string_length(sv));
+        step.literal_len = json_string_length(sv);
+      } else {
+        snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
+        if (strlen(json_string_value(rv)) != json_string_length(rv))
+          return reel_error_set(err, REEL_EUNSUPPORTED, sub, "regex contains NUL");
+        if ((st = tok_regex_compile(&step.rx, json_string_value(rv), sub, err)) != REEL_OK) return st;
+        step.is_regex = 1;
+      }
+      step.content = reel_strndup(content, clen);
+      step.content_len = clen;
+      if ((sv && !step.literal) || !step.content) {
+        tok_norm_step_fini(&step);
+        return reel_error_set(err, REEL_ENOMEM, path, "out of memory");
+      }
+      return add_norm(t, &step, err);
     }
-    if (sv) {
-      if (json_string_length(sv) == 0 || json_string_length(sv) > REEL_TOKENIZER_MAX_PIECE)
-        return reel_error_set(err, REEL_EFORMAT, sub, "String pattern must have 1..%d bytes",
-                              REEL_TOKENIZER_MAX_PIECE);
-      step.literal = reel_strndup(json_string_value(sv), json_string_length(sv));
-      step.literal_len = json_string_length(sv);
-    } else {
-      snprintf(sub, sizeof sub, "%s.pattern.Regex", path);
-      if (strlen(json_string_value(rv)) != json_string_length(rv))
-        return reel_error_set(err, REEL_EUNSUPPORTED, sub, "regex contains NUL");
-      if ((st = tok_regex_compile(&step.rx, json_string_value(rv), sub, err)) != REEL_OK) return st;
-      step.is_regex = 1;
+    case 3:
+      step.kind = TOK_NORM_STRIP;
+      if ((st = reel_json_get_bool(obj, path, "strip_left", REEL_JSON_REQUIRED, &step.strip_left, err)) != REEL_OK)
+        return st;
+      if ((st = reel_json_get_bool(obj, path, "strip_right", REEL_JSON_REQUIRED, &step.strip_right, err)) != REEL_OK)
+        return st;
+      return add_norm(t, &step, err);
+    default: {
+      const char *s = NULL;
+      size_t n = 0;
+      step.kind = TOK_NORM_PREPEND;
+      if ((st = get_str(obj, path, "prepend", 1, REEL_TOKENIZER_MAX_PIECE, &s, &n, err)) != REEL_OK) {
+        snprintf(sub, sizeof sub, "%s.prepend", path);
+        reel_error_reset(err, st, sub, "must be a string of at most %d bytes", REEL_TOKENIZER_MAX_PIECE);
+        return st;
+      }
+      step.content = reel_strndup(s, n);
+      step.content_len = n;
+      if (!step.content) return reel_error_set(err, REEL_ENOMEM, path, "out of memory");
+      return add_norm(t, &step, err);
     }
-    step.content = reel_strndup(content, clen);
-    step.content_len = clen;
-    if ((sv && !step.literal) || !step.content) {
-      tok_norm_step_fini(&step);
-      return reel_error_set(err, REEL_ENOMEM, path, "out of memory");
-    }
-    return add_norm(t, &step, err);
-  }
-  case 3:
-    step.kind = TOK_NORM_STRIP;
-    if ((st = reel_json_get_bool(obj, path, "strip_left", REEL_JSON_REQUIRED, &step.strip_left, err)) != REEL_OK)
-      return st;
-    if ((st = reel_json_get_bool(obj, path, "strip_right", REEL_JSON_REQUIRED, &step.strip_right, err)) != REEL_OK)
-      return st;
-    return add_norm(t, &step, err);
-  default: {
-    const char *s = NULL;
-    size_t n = 0;
-    step.kind = TOK_NORM_PREPEND;
-    if ((st = get_str(obj, path, "prepend", 1, REEL_TOKENIZER_MAX_PIECE, &s, &n, err)) != REEL_OK) {
-      snprintf(sub, sizeof sub, "%s.prepend", path);
-      reel_error_reset(err, st, sub, "must be a string of at most %d bytes", REEL_TOKENIZER_MAX_PIECE);
-      return st;
-    }
-    step.content = reel_strndup(s, n);
-    step.content_len = n;
-    if (!step.content) return reel_error_set(err, REEL_ENOMEM, path, "out of memory");
-    return add_norm(t, &step, err);
-  }
   }
 }
 
@@ -292,7 +294,8 @@ static reel_status parse_pre(reel_tokenizer *t, const json_t *obj, const char *p
     return REEL_OK;
   }
   if (t->npre == sizeof t->pre / sizeof t->pre[0])
-    return reel_error_set(err, REEL_ELIMIT, path, "more than %zu pre-tokenizer steps", sizeof t->pre / sizeof t->pre[0]);
+    return reel_error_set(err, REEL_ELIMIT, path, "more than %zu pre-tokenizer steps",
+                          sizeof t->pre / sizeof t->pre[0]);
   tok_pre_step *p = &t->pre[t->npre];
   memset(p, 0, sizeof *p);
   if (!strcmp(type, "WhitespaceSplit")) {
@@ -349,8 +352,8 @@ static reel_status parse_model(reel_tokenizer *t, const json_t *root, int t5, re
   if (!json_is_array(vocab)) return reel_error_set(err, REEL_EFORMAT, "model.vocab", "must be an array");
   size_t n = json_array_size(vocab);
   if (n == 0 || n > REEL_TOKENIZER_MAX_VOCAB)
-    return reel_error_set(err, REEL_ELIMIT, "model.vocab", "must have 1..%d pieces, has %zu",
-                          REEL_TOKENIZER_MAX_VOCAB, n);
+    return reel_error_set(err, REEL_ELIMIT, "model.vocab", "must have 1..%d pieces, has %zu", REEL_TOKENIZER_MAX_VOCAB,
+                          n);
   int64_t unk = -1;
   if ((st = reel_json_get_int(m, "model", "unk_id", REEL_JSON_OPTIONAL, 0, (int64_t)n - 1, &unk, err)) != REEL_OK)
     return st;
@@ -372,8 +375,8 @@ static reel_status parse_model(reel_tokenizer *t, const json_t *root, int t5, re
       snprintf(sub, sizeof sub, "model.vocab[%zu][0]", i);
       return reel_error_set(err, REEL_EFORMAT, sub, "must be a string of at most %d bytes", REEL_TOKENIZER_MAX_PIECE);
     }
-    if (!json_is_number(sc) || !(json_number_value(sc) == json_number_value(sc)) ||
-        json_number_value(sc) > 1e300 || json_number_value(sc) < -1e300) {
+    if (!json_is_number(sc) || !(json_number_value(sc) == json_number_value(sc)) || json_number_value(sc) > 1e300 ||
+        json_number_value(sc) < -1e300) {
       snprintf(sub, sizeof sub, "model.vocab[%zu][1]", i);
       return reel_error_set(err, REEL_EFORMAT, sub, "must be a finite number");
     }
@@ -548,8 +551,7 @@ void reel_tokenizer_destroy(reel_tokenizer **tp) {
   *tp = NULL;
 }
 
-static reel_status load_root(const json_t *root, reel_tokenizer_flavor flavor, reel_tokenizer **out,
-                             reel_error *err) {
+static reel_status load_root(const json_t *root, reel_tokenizer_flavor flavor, reel_tokenizer **out, reel_error *err) {
   reel_status st;
   reel_tokenizer *t = reel_calloc(1, sizeof *t);
   if (!t) return reel_error_set(err, REEL_ENOMEM, "", "out of memory");
@@ -622,8 +624,7 @@ reel_status reel_tokenizer_load_memory(const char *json, size_t len, reel_tokeni
   return st;
 }
 
-reel_status reel_tokenizer_load(const char *path, reel_tokenizer_flavor flavor, reel_tokenizer **out,
-                                reel_error *err) {
+reel_status reel_tokenizer_load(const char *path, reel_tokenizer_flavor flavor, reel_tokenizer **out, reel_error *err) {
   json_t *root = NULL;
   *out = NULL;
   if (flavor != REEL_TOKENIZER_AS_WRITTEN && flavor != REEL_TOKENIZER_T5)
@@ -673,7 +674,7 @@ size_t reel_tokenizer_num_special(const reel_tokenizer *t) { return t->nprefix +
 /* ---- encode --------------------------------------------------------------------------- */
 
 typedef struct piece {
-  int32_t id; /* >= 0: an added token, already decided; -1: text */
+  int32_t id;      /* >= 0: an added token, already decided; -1: text */
   size_t off, len; /* text span in the list's pool */
   int at_origin;   /* the span starts at byte 0 of the original input */
 } piece;
@@ -886,8 +887,8 @@ done:
   return st;
 }
 
-reel_status reel_tokenizer_encode(const reel_tokenizer *t, const char *text, size_t len, size_t max_len,
-                                  int32_t **ids, size_t *n, reel_error *err) {
+reel_status reel_tokenizer_encode(const reel_tokenizer *t, const char *text, size_t len, size_t max_len, int32_t **ids,
+                                  size_t *n, reel_error *err) {
   int32_t *v = NULL;
   size_t nv = 0, cap = 0;
   *ids = NULL;
