@@ -27,6 +27,7 @@
 
 #define NC_MAX 2048      /* columns of B one task packs at a time */
 #define DOT_MAX_ROWS 3   /* up to this many rows of A: dot-product path */
+#define SHARED_NC 4096   /* columns of the B block shared by all threads (in L3) */
 
 typedef struct gemm_problem {
   int64_t M, N, K;
@@ -118,6 +119,9 @@ typedef struct gemm_plan {
   reel__gemm_path path; /* AVX512/AVX2/PORTABLE: packed; OPENBLAS */
   int dot;              /* few rows: dot-product path */
   gemm_ctx g;           /* packed paths */
+  int shared;           /* packed, one matrix with many rows: B blocks packed once, shared by all threads */
+  int64_t sh_nc;        /* shared: columns per B block (multiple of NR) */
+  int64_t sh_rows;      /* shared: rows per compute task (multiple of MR) */
   int64_t nb;           /* OpenBLAS: columns of B converted per call */
   size_t bytes;
 } gemm_plan;
@@ -162,10 +166,16 @@ static void gemm_task(void *vctx, int64_t begin, int64_t end, int tid) {
     for (int64_t pc = 0; pc < p->K; pc += KC) {
       int64_t kc = p->K - pc < KC ? p->K - pc : KC;
       int flags = (pc > 0 ? REEL__MK_ACC : 0) | (pc + kc == p->K ? REEL__MK_LAST : 0);
-      pack_b(p, B, n0, nc, pc, kc, NR, pb);
+      if (kern->pack_bt && p->trans_b)
+        kern->pack_bt(B, (int)p->bt, p->ldb, n0, nc, pc, kc, pb);
+      else
+        pack_b(p, B, n0, nc, pc, kc, NR, pb);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         int64_t mc = m1 - ic < MC ? m1 - ic : MC;
-        pack_a(A, p->lda, ic, mc, pc, kc, MR, pa);
+        if (kern->pack_a)
+          kern->pack_a(A, p->lda, ic, mc, pc, kc, pa);
+        else
+          pack_a(A, p->lda, ic, mc, pc, kc, MR, pa);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           int64_t nr = nc - jr < NR ? nc - jr : NR;
           const float *bias = p->bias ? p->bias + n0 + jr : NULL;
@@ -211,6 +221,84 @@ static void plan_packed(int threads, const reel__gemm_kernel *kern, const gemm_p
   size_t per = (size_t)kern->mc * (size_t)kern->kc + (size_t)kern->kc * (size_t)g->nchunk;
   g->ws_per_thread = (size_t)round_up((int64_t)per, 16); /* keeps every thread's block 64-byte aligned */
   pl->bytes = (size_t)threads * g->ws_per_thread * sizeof(float);
+}
+
+/* ---- Shared-B strategy: for each (N block, K block), pack B once in parallel, then spread M over threads ---- */
+
+typedef struct shared_ctx {
+  const gemm_problem *p;
+  const reel__gemm_kernel *kern;
+  float *pb;     /* packed B block, kc x nc */
+  float *pa;     /* per-thread A blocks */
+  size_t pa_per; /* floats per thread */
+  int64_t n0, nc, k0, kc, rows;
+  int flags;
+} shared_ctx;
+
+static void shared_pack_task(void *vctx, int64_t begin, int64_t end, int tid) {
+  (void)tid;
+  const shared_ctx *s = vctx;
+  const gemm_problem *p = s->p;
+  const int NR = s->kern->nr;
+  for (int64_t panel = begin; panel < end; panel++) {
+    int64_t j0 = panel * NR, cols = s->nc - j0 < NR ? s->nc - j0 : NR;
+    float *dst = s->pb + j0 * s->kc;
+    if (s->kern->pack_bt && p->trans_b)
+      s->kern->pack_bt(p->b, (int)p->bt, p->ldb, s->n0 + j0, cols, s->k0, s->kc, dst);
+    else
+      pack_b(p, p->b, s->n0 + j0, cols, s->k0, s->kc, NR, dst);
+  }
+}
+
+static void shared_compute_task(void *vctx, int64_t begin, int64_t end, int tid) {
+  const shared_ctx *s = vctx;
+  const gemm_problem *p = s->p;
+  const reel__gemm_kernel *kern = s->kern;
+  const int MR = kern->mr, NR = kern->nr;
+  float *pa = s->pa + (size_t)tid * s->pa_per;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t m0 = t * s->rows, mc = p->M - m0 < s->rows ? p->M - m0 : s->rows;
+    if (kern->pack_a)
+      kern->pack_a(p->a, p->lda, m0, mc, s->k0, s->kc, pa);
+    else
+      pack_a(p->a, p->lda, m0, mc, s->k0, s->kc, MR, pa);
+    for (int64_t jr = 0; jr < s->nc; jr += NR) {
+      int64_t nr = s->nc - jr < NR ? s->nc - jr : NR;
+      const float *bias = p->bias ? p->bias + s->n0 + jr : NULL;
+      const float *pbj = s->pb + jr * s->kc;
+      for (int64_t ir = 0; ir < mc; ir += MR) {
+        int64_t mr = mc - ir < MR ? mc - ir : MR;
+        float *cij = p->c + (m0 + ir) * p->ldc + s->n0 + jr;
+        if (mr == MR && nr == NR)
+          kern->micro(s->kc, pa + ir * s->kc, pbj, cij, p->ldc, s->flags, p->alpha, bias);
+        else
+          edge_tile(kern, s->kc, pa + ir * s->kc, pbj, cij, p->ldc, mr, nr, s->flags, p->alpha, bias);
+      }
+    }
+  }
+}
+
+static void run_shared(reel__pool *pool, const gemm_plan *pl, const gemm_problem *p, float *ws) {
+  const reel__gemm_kernel *kern = pl->g.kern;
+  shared_ctx s;
+  s.p = p;
+  s.kern = kern;
+  s.rows = pl->sh_rows;
+  s.pb = ws;
+  s.pa = ws + (size_t)kern->kc * (size_t)pl->sh_nc;
+  s.pa_per = (size_t)s.rows * (size_t)kern->kc;
+  int64_t mtasks = (p->M + s.rows - 1) / s.rows;
+  for (int64_t n0 = 0; n0 < p->N; n0 += pl->sh_nc) {
+    s.n0 = n0;
+    s.nc = p->N - n0 < pl->sh_nc ? p->N - n0 : pl->sh_nc;
+    for (int64_t k0 = 0; k0 < p->K; k0 += kern->kc) {
+      s.k0 = k0;
+      s.kc = p->K - k0 < kern->kc ? p->K - k0 : kern->kc;
+      s.flags = (k0 > 0 ? REEL__MK_ACC : 0) | (k0 + s.kc == p->K ? REEL__MK_LAST : 0);
+      reel__pool_run(pool, (s.nc + kern->nr - 1) / kern->nr, 4, shared_pack_task, &s);
+      reel__pool_run(pool, mtasks, 1, shared_compute_task, &s);
+    }
+  }
 }
 
 /* ---- Few rows: one dot product per output, B rows contiguous along K ---- */
@@ -317,7 +405,21 @@ static void plan_gemm(reel_backend *be, const gemm_problem *p, gemm_plan *pl) {
   if (path == REEL__GEMM_AVX512) kern = &reel__gemm_kernel_avx512;
   if (path == REEL__GEMM_AVX2) kern = &reel__gemm_kernel_avx2;
 #endif
-  plan_packed(reel__pool_threads(c->pool), kern, p, pl);
+  int threads = reel__pool_threads(c->pool);
+  if (p->batch == 1 && p->M >= 4 * (int64_t)kern->mr * threads) {
+    /* B blocks of up to SHARED_NC columns (balanced), rows per task: MC, fewer if that leaves threads idle. */
+    int64_t nblocks = ceil_div(p->N, SHARED_NC);
+    pl->shared = 1;
+    pl->g.kern = kern;
+    pl->sh_nc = round_up(ceil_div(p->N, nblocks), kern->nr);
+    int64_t rows = kern->mc;
+    while (rows > 2 * kern->mr && ceil_div(p->M, rows) < 4 * (int64_t)threads) rows -= kern->mr;
+    pl->sh_rows = rows;
+    pl->bytes = ((size_t)kern->kc * (size_t)pl->sh_nc + (size_t)threads * (size_t)rows * (size_t)kern->kc) *
+                sizeof(float);
+    return;
+  }
+  plan_packed(threads, kern, p, pl);
 }
 
 /* Runs a planned GEMM; ws holds pl->bytes of scratch. */
@@ -334,6 +436,11 @@ static void exec_gemm(reel_backend *be, const gemm_problem *p, gemm_plan *pl, vo
     dot_ctx d = {p};
     reel__backend_set_path(be, "cpu-dot");
     reel__pool_run(c->pool, p->N, 64, dot_task, &d);
+    return;
+  }
+  if (pl->shared) {
+    reel__backend_set_path(be, pl->g.kern->name);
+    run_shared(c->pool, pl, p, ws);
     return;
   }
   pl->g.p = p;

@@ -24,11 +24,23 @@ enum { REEL__MK_ACC = 1, REEL__MK_LAST = 2 };
 typedef void (*reel__micro_fn)(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int flags,
                                float alpha, const float *bias);
 
+/* Packs rows [m0, m0+mc) x cols [k0, k0+kc) of A (row stride lda) into MR-row panels [k][MR], zero-padded. */
+typedef void (*reel__pack_a_fn)(const float *a, int64_t lda, int64_t m0, int64_t mc, int64_t k0, int64_t kc,
+                                float *dst);
+/*
+ * Packs cols [n0, n0+nc) x rows [k0, k0+kc) of a B given as [N, K] rows (element (k, n) at b[n * ldb + k], dtype
+ * dt: f32/f16/bf16) into NR-column f32 panels [k][NR], zero-padded.
+ */
+typedef void (*reel__pack_bt_fn)(const void *b, int dt, int64_t ldb, int64_t n0, int64_t nc, int64_t k0, int64_t kc,
+                                 float *dst);
+
 typedef struct reel__gemm_kernel {
   const char *name; /* for reel_backend_last_path() */
   int mr, nr;       /* tile */
   int kc, mc;       /* K block (B panel kc x nr should sit in L1), M block (A block mc x kc in L2) */
   reel__micro_fn micro;
+  reel__pack_a_fn pack_a;   /* NULL: the driver's generic packing */
+  reel__pack_bt_fn pack_bt; /* NULL: the driver's generic packing */
 } reel__gemm_kernel;
 
 #define REEL__MR_MAX 16

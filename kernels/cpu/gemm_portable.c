@@ -4,6 +4,8 @@
  * accumulator array that any compiler vectorises for the baseline ISA. The
  * fallback on CPUs without AVX2 and on non-x86 machines.
  */
+#include <stddef.h>
+
 #include "gemm.h"
 
 #define MR 4
@@ -35,4 +37,4 @@ static void micro_portable(int64_t kc, const float *pa, const float *pb, float *
   }
 }
 
-const reel__gemm_kernel reel__gemm_kernel_portable = {"cpu-portable-4x16", MR, NR, 256, 128, micro_portable};
+const reel__gemm_kernel reel__gemm_kernel_portable = {"cpu-portable-4x16", MR, NR, 256, 128, micro_portable, NULL, NULL};

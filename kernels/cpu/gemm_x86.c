@@ -59,7 +59,93 @@ __attribute__((target("avx512f"))) static void micro_avx512(int64_t kc, const fl
   }
 }
 
-const reel__gemm_kernel reel__gemm_kernel_avx512 = {"cpu-avx512-12x32", MR512, NR512, 256, 192, micro_avx512};
+/*
+ * 16 x 16 transpose of r[0..15] (row i in r[i]) in registers: pairs interleaved
+ * within 128-bit lanes, then 4 x 4 blocks of lanes exchanged between registers.
+ */
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; g++) {
+    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  /* u[4g + c], 128-bit lane L: rows 4g..4g+3 of column 4L + c. */
+  for (int c = 0; c < 4; c++) {
+    __m512 t0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
+    __m512 t1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+    __m512 t2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
+    __m512 t3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    r[0 + c] = _mm512_shuffle_f32x4(t0, t2, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(t0, t2, 0xDD);
+    r[8 + c] = _mm512_shuffle_f32x4(t1, t3, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(t1, t3, 0xDD);
+  }
+}
+
+/* Loads n (<= 16) consecutive elements of dtype dt (0 f32, 1 f16, 2 bf16: reel_dtype values) as f32, zero-filled. */
+__attribute__((target("avx512f"))) static inline __m512 load16(const void *p, int dt, int n) {
+  __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+  if (dt == 0) return _mm512_maskz_loadu_ps(m, p);
+  __m256i h;
+  /* Masked 16-bit loads need AVX512BW+VL; a small copy keeps this at AVX512F. */
+  if (n >= 16) {
+    h = _mm256_loadu_si256((const __m256i *)p);
+  } else {
+    uint16_t tmp[16] = {0};
+    for (int i = 0; i < n; i++) tmp[i] = ((const uint16_t *)p)[i];
+    h = _mm256_loadu_si256((const __m256i *)(const void *)tmp);
+  }
+  if (dt == 1) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx512f"))) static void pack_a_avx512(const float *a, int64_t lda, int64_t m0, int64_t mc,
+                                                              int64_t k0, int64_t kc, float *dst) {
+  const __mmask16 keep = (__mmask16)((1u << MR512) - 1);
+  for (int64_t ip = 0; ip < mc; ip += MR512) {
+    int64_t rows = mc - ip < MR512 ? mc - ip : MR512;
+    for (int64_t k = 0; k < kc; k += 16) {
+      int n = kc - k < 16 ? (int)(kc - k) : 16;
+      __m512 r[16];
+      for (int i = 0; i < 16; i++)
+        r[i] = i < rows ? load16(a + (m0 + ip + i) * lda + k0 + k, 0, n) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int j = 0; j < n; j++) _mm512_mask_storeu_ps(dst + (k + j) * MR512, keep, r[j]);
+    }
+    dst += kc * MR512;
+  }
+}
+
+__attribute__((target("avx512f"))) static void pack_bt_avx512(const void *b, int dt, int64_t ldb, int64_t n0,
+                                                               int64_t nc, int64_t k0, int64_t kc, float *dst) {
+  const size_t esz = dt == 0 ? 4 : 2;
+  for (int64_t jp = 0; jp < nc; jp += NR512) {
+    int64_t cols = nc - jp < NR512 ? nc - jp : NR512;
+    for (int64_t k = 0; k < kc; k += 16) {
+      int n = kc - k < 16 ? (int)(kc - k) : 16;
+      for (int g = 0; g < NR512 / 16; g++) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) {
+          int64_t j = g * 16 + i;
+          r[i] = j < cols ? load16((const char *)b + ((n0 + jp + j) * ldb + k0 + k) * (int64_t)esz, dt, n)
+                          : _mm512_setzero_ps();
+        }
+        transpose16(r);
+        for (int kk = 0; kk < n; kk++) _mm512_store_ps(dst + (k + kk) * NR512 + g * 16, r[kk]);
+      }
+    }
+    dst += kc * NR512;
+  }
+}
+
+const reel__gemm_kernel reel__gemm_kernel_avx512 = {"cpu-avx512-12x32", MR512, NR512, 256, 192,
+                                                    micro_avx512,       pack_a_avx512, pack_bt_avx512};
 
 #define MR256 6
 #define NR256 16
@@ -108,5 +194,5 @@ __attribute__((target("avx2,fma"))) static void micro_avx2(int64_t kc, const flo
   }
 }
 
-const reel__gemm_kernel reel__gemm_kernel_avx2 = {"cpu-avx2-6x16", MR256, NR256, 256, 120, micro_avx2};
+const reel__gemm_kernel reel__gemm_kernel_avx2 = {"cpu-avx2-6x16", MR256, NR256, 256, 120, micro_avx2, NULL, NULL};
 #endif

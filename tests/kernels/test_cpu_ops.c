@@ -211,7 +211,8 @@ static void run_matmul_case(reel_backend *b, int64_t M, int64_t N, int64_t K, re
 static void test_matmul_paths(void **state) {
   (void)state;
   static const int64_t shapes[][3] = {{1, 1, 1},  {2, 5, 3},   {7, 33, 17}, {33, 7, 5},  {4, 64, 300},
-                                      {13, 40, 257}, {64, 70, 64}, {26, 33, 600}, {3, 100, 40}};
+                                      {13, 40, 257}, {64, 70, 64}, {26, 33, 600}, {3, 100, 40},
+                                      {200, 45, 520}, {150, 300, 64}};
   reel_backend *b = cpu(2);
   for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
     if (reel_backend_set_option(b, "matmul", paths[p], NULL) != REEL_OK) continue; /* not on this machine/build */
@@ -263,7 +264,7 @@ static void test_matmul_strided_rows(void **state) {
 static void test_matmul_thread_invariance(void **state) {
   (void)state;
   const char *ours[] = {"portable", "avx2", "avx512"};
-  const int64_t M = 70, N = 90, K = 300;
+  const int64_t M = 170, N = 90, K = 300; /* enough rows for the shared-B strategy */
   float *x = malloc(M * K * 4), *w = malloc(N * K * 4);
   kr_fill(x, M * K, 3, -1, 1);
   kr_fill(w, N * K, 4, -1, 1);
