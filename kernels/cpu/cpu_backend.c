@@ -135,6 +135,8 @@ static const reel_backend_ops cpu_ops = {
     .modulate = reel__cpu_modulate,
     .gated_add = reel__cpu_gated_add,
     .lincomb = reel__cpu_lincomb,
+    .conv3d = reel__cpu_conv3d,
+    .clamp = reel__cpu_clamp,
 };
 
 reel_backend *reel__cpu_backend_new(int threads, reel_error *err) {

@@ -83,4 +83,19 @@ reel_status reel__cpu_gated_add(reel_backend *b, const reel_tensor *x, const ree
 reel_status reel__cpu_lincomb(reel_backend *b, int n, const double *coef, const reel_tensor *const *x,
                               reel_tensor *out, reel_error *err);
 
+/*
+ * The matmul driver for other CPU ops: C[M,N] = A[M,K] · B[N,K]ᵀ (+ bias[N]), A and C f32
+ * with row strides lda/ldc, B f32/f16/bf16 with row stride ldb. The caller provides
+ * reel__cpu_gemm_nt_bytes() bytes of 64-byte aligned scratch (it must not come from a
+ * later reel__cpu_scratch call than the one that holds the caller's own buffers).
+ */
+size_t reel__cpu_gemm_nt_bytes(reel_backend *be, int64_t M, int64_t N, int64_t K, reel_dtype bt);
+void reel__cpu_gemm_nt(reel_backend *be, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const void *b,
+                       reel_dtype bt, int64_t ldb, float *c, int64_t ldc, const float *bias, void *ws);
+/* Video VAE ops (cpu_conv3d.c, cpu_clamp.c). */
+reel_status reel__cpu_conv3d(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
+                             const reel_conv3d_params *p, reel_tensor *out, reel_error *err);
+reel_status reel__cpu_clamp(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out,
+                            reel_error *err);
+
 #endif

@@ -543,3 +543,41 @@ reel_status reel__cpu_matmul_batched(reel_backend *be, const reel_tensor *a, con
   exec_gemm(be, &p, &pl, ws + extra);
   return REEL_OK;
 }
+
+/* ---- GEMM for other CPU ops (cpu_impl.h) ---- */
+
+static void fill_nt(gemm_problem *p, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const void *b,
+                    reel_dtype bt, int64_t ldb, float *c, int64_t ldc, const float *bias) {
+  memset(p, 0, sizeof *p);
+  p->M = M;
+  p->N = N;
+  p->K = K;
+  p->a = a;
+  p->lda = lda;
+  p->b = (const char *)b;
+  p->bt = bt;
+  p->ldb = ldb;
+  p->trans_b = 1;
+  p->c = c;
+  p->ldc = ldc;
+  p->bias = bias;
+  p->alpha = 1.0f;
+  p->batch = 1;
+}
+
+size_t reel__cpu_gemm_nt_bytes(reel_backend *be, int64_t M, int64_t N, int64_t K, reel_dtype bt) {
+  gemm_problem p;
+  gemm_plan pl;
+  fill_nt(&p, M, N, K, NULL, K, NULL, bt, K, NULL, N, NULL);
+  plan_gemm(be, &p, &pl);
+  return pl.bytes;
+}
+
+void reel__cpu_gemm_nt(reel_backend *be, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda, const void *b,
+                       reel_dtype bt, int64_t ldb, float *c, int64_t ldc, const float *bias, void *ws) {
+  gemm_problem p;
+  gemm_plan pl;
+  fill_nt(&p, M, N, K, a, lda, b, bt, ldb, c, ldc, bias);
+  plan_gemm(be, &p, &pl);
+  exec_gemm(be, &p, &pl, ws);
+}

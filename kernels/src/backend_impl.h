@@ -64,6 +64,10 @@ typedef struct reel_backend_ops {
                            reel_tensor *out, reel_error *err);
   reel_status (*lincomb)(reel_backend *b, int n, const double *coef, const reel_tensor *const *x, reel_tensor *out,
                          reel_error *err);
+  /* Video VAE ops (issue 5). */
+  reel_status (*conv3d)(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
+                        const reel_conv3d_params *p, reel_tensor *out, reel_error *err);
+  reel_status (*clamp)(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out, reel_error *err);
   /* Next (issue 9): conv3d, upsample, philox noise. */
 } reel_backend_ops;
 

@@ -478,3 +478,64 @@ reel_status reel_op_lincomb(reel_backend *b, int n, const double *coef, const re
   if (!b->ops->lincomb) return unsupported(b, op, err);
   return b->ops->lincomb(b, n, coef, x, out, err);
 }
+
+/* ---- Video VAE ops (issue 5) ---- */
+
+/* [T, H, W, C] with the inner three dims contiguous (any stride along T). */
+static int frames_layout(const reel_tensor *t) {
+  if (t->ndim != 4) return 0;
+  int64_t C = t->shape[3], W = t->shape[2], H = t->shape[1];
+  return (C <= 1 || t->stride[3] == 1) && (W <= 1 || t->stride[2] == C) && (H <= 1 || t->stride[1] == W * C);
+}
+
+reel_status reel_op_conv3d(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
+                           const reel_conv3d_params *p, reel_tensor *out, reel_error *err) {
+  const char *op = "conv3d";
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, x, op, "x", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, w, op, "weight", 0, 1, err);
+  if (st == REEL_OK && bias) st = check_operand(b, bias, op, "bias", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  if (!p) return reel_error_set(err, REEL_EINVAL, "conv3d.params", "NULL");
+  for (int i = 0; i < 3; i++)
+    if (p->stride[i] < 1 || p->stride[i] > 64)
+      return reel_error_set(err, REEL_EINVAL, "conv3d.stride", "must be 1..64, got %d", p->stride[i]);
+  for (int i = 0; i < 2; i++)
+    if (p->pad_h[i] < 0 || p->pad_w[i] < 0 || p->pad_h[i] > 64 || p->pad_w[i] > 64)
+      return reel_error_set(err, REEL_EINVAL, "conv3d.padding", "must be 0..64");
+  if (p->upsample != 1 && p->upsample != 2)
+    return reel_error_set(err, REEL_EINVAL, "conv3d.upsample", "must be 1 or 2, got %d", p->upsample);
+  if (!frames_layout(x)) return shape_mismatch(op, "x", x, "[T, H, W, Cin], contiguous within a frame", err);
+  if (w->ndim != 5 || !reel_tensor_is_contiguous(w) || w->shape[4] != x->shape[3])
+    return shape_mismatch(op, "weight", w, "contiguous [Cout, kt, kh, kw, Cin] with Cin of x", err);
+  int64_t Co = w->shape[0], kt = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+  if (bias && (bias->ndim != 1 || bias->shape[0] != Co)) return shape_mismatch(op, "bias", bias, "[Cout]", err);
+  int64_t Hu = x->shape[1] * p->upsample, Wu = x->shape[2] * p->upsample;
+  int64_t hp = Hu + p->pad_h[0] + p->pad_h[1], wp = Wu + p->pad_w[0] + p->pad_w[1];
+  if (x->shape[0] < kt || hp < kh || wp < kw || kt < 1 || kh < 1 || kw < 1)
+    return shape_mismatch(op, "x", x, "at least kt frames and a padded frame no smaller than the kernel", err);
+  int64_t To = (x->shape[0] - kt) / p->stride[0] + 1, Ho = (hp - kh) / p->stride[1] + 1,
+          Wo = (wp - kw) / p->stride[2] + 1;
+  char exp[128];
+  snprintf(exp, sizeof exp, "[%lld, %lld, %lld, %lld], contiguous within a frame", (long long)To, (long long)Ho,
+           (long long)Wo, (long long)Co);
+  if (!frames_layout(out) || out->shape[0] != To || out->shape[1] != Ho || out->shape[2] != Wo || out->shape[3] != Co)
+    return shape_mismatch(op, "out", out, exp, err);
+  if (x->dtype != REEL_F32 || out->dtype != REEL_F32)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "conv3d.x", "x and out must be f32");
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->conv3d) return unsupported(b, op, err);
+  return b->ops->conv3d(b, x, w, bias, p, out, err);
+}
+
+reel_status reel_op_clamp(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out,
+                          reel_error *err) {
+  const char *op = "clamp";
+  reel_status st = check_same(b, op, x, out, err);
+  if (st != REEL_OK) return st;
+  if (!(lo <= hi)) return reel_error_set(err, REEL_EINVAL, "clamp.lo", "must be <= hi (got %g, %g)", lo, hi);
+  if (reel_tensor_numel(out) == 0) return REEL_OK;
+  if (!b->ops->clamp) return unsupported(b, op, err);
+  return b->ops->clamp(b, x, lo, hi, out, err);
+}

@@ -296,6 +296,45 @@ reel_status reel_op_gated_add(reel_backend *b, const reel_tensor *x, const reel_
 reel_status reel_op_lincomb(reel_backend *b, int n, const double *coef, const reel_tensor *const *x,
                             reel_tensor *out, reel_error *err);
 
+
+/* ---- Ops of the video VAE (issue 5) -------------------------------------------------------- */
+
+/*
+ * Parameters of reel_op_conv3d. Spatial padding is zeros and may be asymmetric (the Wan
+ * VAE's downsampling pads only right and bottom); there is no temporal padding: a causal
+ * convolution's caller passes the previous frames (or zero frames) in front of the new
+ * ones. `upsample` 2 first repeats every input pixel 2 x 2 (nearest; for a factor of
+ * exactly 2, "nearest-exact" is the same), fused into the convolution.
+ */
+typedef struct reel_conv3d_params {
+  int stride[3];  /* t, h, w: >= 1 */
+  int pad_h[2];   /* top, bottom: >= 0 */
+  int pad_w[2];   /* left, right: >= 0 */
+  int upsample;   /* 1 or 2 (spatial, before padding) */
+} reel_conv3d_params;
+
+/*
+ * 3-D convolution in frame-major, channels-last layout (the layout the VAE keeps its
+ * activations in, so that norms over channels, 1x1 convolutions and attention need no
+ * transposes):
+ *   x      [T, H, W, Cin]        f32; any stride along T, the rest contiguous
+ *   weight [Cout, kt, kh, kw, Cin] f32, f16 or bf16, contiguous (PyTorch's
+ *                                [Cout, Cin, kt, kh, kw] permuted once at load time)
+ *   bias   [Cout] or NULL
+ *   out    [To, Ho, Wo, Cout]    f32; any stride along T, the rest contiguous
+ * with H' = upsample·H, To = (T - kt)/st + 1, Ho = (H' + pad_h[0] + pad_h[1] - kh)/sh + 1
+ * (likewise Wo), and out[t,y,x,o] = bias[o] + sum w[o,dt,dy,dx,c] · xu[t·st+dt, y·sh+dy-pad_h[0],
+ * x·sw+dx-pad_w[0], c] (xu: the upsampled input, zero outside). The CPU computes it as
+ * im2col + GEMM over tiles of output rows, so scratch is bounded (a few MiB) whatever the
+ * frame size. out must not overlap x.
+ */
+reel_status reel_op_conv3d(reel_backend *b, const reel_tensor *x, const reel_tensor *weight, const reel_tensor *bias,
+                           const reel_conv3d_params *p, reel_tensor *out, reel_error *err);
+
+/* out = min(max(x, lo), hi) elementwise (NaN stays NaN); same shapes; out may be x. lo <= hi. */
+reel_status reel_op_clamp(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out,
+                          reel_error *err);
+
 #ifdef __cplusplus
 }
 #endif
