@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Portable C GEMM micro-kernel (4 x 16 tile): plain loops over a small
+ * Portable C GEMM micro-kernel (4 x 8 tile: 8 SSE registers of accumulators, no spills): plain loops over a small
  * accumulator array that any compiler vectorises for the baseline ISA. The
  * fallback on CPUs without AVX2 and on non-x86 machines.
  */
@@ -9,7 +9,7 @@
 #include "gemm.h"
 
 #define MR 4
-#define NR 16
+#define NR 8
 
 static void micro_portable(int64_t kc, const float *pa, const float *pb, float *c, int64_t ldc, int flags, float alpha,
                            const float *bias) {
@@ -37,4 +37,4 @@ static void micro_portable(int64_t kc, const float *pa, const float *pb, float *
   }
 }
 
-const reel__gemm_kernel reel__gemm_kernel_portable = {"cpu-portable-4x16", MR, NR, 256, 128, micro_portable, NULL, NULL};
+const reel__gemm_kernel reel__gemm_kernel_portable = {"cpu-portable-4x8", MR, NR, 256, 128, micro_portable, NULL, NULL};
