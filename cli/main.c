@@ -28,6 +28,17 @@ static const verb verbs[] = {
 #ifdef REEL_HAVE_ENCODER
     {"preview", cmd_preview, "play a clip in the terminal, or write a contact sheet"},
 #endif
+#ifdef REEL_HAVE_QUEUE
+    {"broker", cmd_broker, "run the job queue broker"},
+    {"worker", cmd_worker, "run jobs from a broker"},
+    {"submit", cmd_submit, "submit a job to the broker (--wait follows it)"},
+    {"status", cmd_status, "show a job's state, attempts, timings and outputs"},
+    {"cancel", cmd_cancel, "cancel a queued or running job"},
+    {"jobs", cmd_jobs, "list this tenant's jobs"},
+    {"workers", cmd_workers, "list the workers connected to the broker"},
+    {"batch", cmd_batch, "run a prompt list through the queue, resumable with a manifest"},
+    {"keygen", cmd_keygen, "write a CURVE key pair for queue auth"},
+#endif
     {"version", cmd_version, "print the version"},
 };
 

@@ -839,9 +839,24 @@ static void on_result(reel_broker *b, req_ctx *c, brk_worker *w) {
     seed_set = 1;
   }
   if (!st) st = check_result(h, &outputs, &error, &timings, &err);
+  brk_job *j = id ? brk_job_find(b, id) : NULL;
+  if (st && j && j->state == REEL_JOB_RUNNING && j->worker == w) {
+    /* A result that breaks the protocol still ends the attempt: fail it, so that the job is not stuck. */
+    char msg[REEL_ERROR_MSG_MAX + REEL_ERROR_FIELD_MAX + 64];
+    snprintf(msg, sizeof msg, "the worker sent an invalid RESULT: %s: %s", err.field, err.msg);
+    json_t *e = json_pack("{s:s, s:s, s:s}", "code", "EPROTO", "field", err.field, "message", msg);
+    reel_error ferr;
+    reel_error_clear(&ferr);
+    reel_log_error(b->log, REEL_LOG_WARN, "broker", id, &err);
+    st = brk_job_finish(b, j, REEL_JOB_FAILED, NULL, NULL, e, NULL, 0, 0, &ferr);
+    if (e) json_decref(e);
+    if (st) return;
+    reply_error(b, &c->peer, c->req, &err);
+    send_worker(b, w, REEL_CMD_ACK, json_pack("{s:s, s:I}", "job_id", id, "attempt", (json_int_t)attempt));
+    return;
+  }
   if (st) return reply_error(b, &c->peer, c->req, &err);
   reel_job_state state = (reel_job_state)st_idx;
-  brk_job *j = brk_job_find(b, id);
   if (j && !reel_job_state_terminal(j->state)) {
     int mine = j->state == REEL_JOB_RUNNING && j->worker == w;
     if (state == REEL_JOB_SUCCEEDED) {
@@ -1122,6 +1137,8 @@ static reel_status check_options(const reel_broker_options *o, reel_error *err) 
   if (o->interactive_burst < 1 || o->interactive_burst > 1000)
     return reel_error_set(err, REEL_ERANGE, "interactive_burst", "must be in 1..1000, got %d", o->interactive_burst);
   if (o->retain_finished < 0) return reel_error_set(err, REEL_ERANGE, "retain_finished", "must be >= 0");
+  if (o->restart_grace_ms < 0 || o->restart_grace_ms > 3600000)
+    return reel_error_set(err, REEL_ERANGE, "restart_grace_ms", "must be in 0..3600000, got %d", o->restart_grace_ms);
   return REEL_OK;
 }
 

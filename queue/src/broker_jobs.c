@@ -161,6 +161,31 @@ static int set_opt(json_t *o, const char *key, json_t *v) {
   return json_object_set(o, key, v);
 }
 
+/* A seed as JSON: an integer, or a decimal string above INT64_MAX (docs/protocol.md). */
+static json_t *json_u64(uint64_t v) {
+  if (v <= (uint64_t)INT64_MAX) return json_integer((json_int_t)v);
+  char buf[24];
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+  return json_string(buf);
+}
+
+/* Reads a seed written by json_u64; returns 1 when present. */
+static int read_u64(const json_t *v, uint64_t *out) {
+  if (json_is_integer(v) && json_integer_value(v) >= 0) {
+    *out = (uint64_t)json_integer_value(v);
+    return 1;
+  }
+  if (json_is_string(v)) {
+    char *end = NULL;
+    unsigned long long u = strtoull(json_string_value(v), &end, 10);
+    if (end && !*end) {
+      *out = u;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* ---- bookkeeping ------------------------------------------------------------------------------ */
 
 static int deadline_tracked(const brk_job *j) {
@@ -425,7 +450,7 @@ reel_status brk_job_finish(reel_broker *b, brk_job *j, reel_job_state state, con
   if (rec && (json_object_set_new(rec, "state", json_string(reel_job_state_names[state])) ||
               (outcome && json_object_set_new(rec, "outcome", json_string(outcome))) ||
               set_opt(rec, "outputs", outputs) || set_opt(rec, "error", error) || set_opt(rec, "timings", timings) ||
-              (seed_set && json_object_set_new(rec, "seed", json_integer((json_int_t)seed))))) {
+              (seed_set && json_object_set_new(rec, "seed", json_u64(seed))))) {
     json_decref(rec);
     rec = NULL;
   }
@@ -490,7 +515,7 @@ json_t *brk_job_json(reel_broker *b, brk_job *j, int with_spec) {
   bad |= set_opt(o, "outputs", j->outputs);
   bad |= set_opt(o, "error", j->error);
   bad |= set_opt(o, "timings", j->timings);
-  if (j->seed_set) bad |= json_object_set_new(o, "seed", json_integer((json_int_t)j->seed));
+  if (j->seed_set) bad |= json_object_set_new(o, "seed", json_u64(j->seed));
   if (j->history && json_array_size(j->history)) bad |= json_object_set(o, "history", j->history);
   if (with_spec) {
     bad |= json_object_set(o, "spec", j->spec);
@@ -551,10 +576,7 @@ static reel_status replay_job(reel_broker *b, json_t *r, reel_error *err) {
   if ((v = json_object_get(jr, "error"))) j->error = json_incref(v);
   if ((v = json_object_get(jr, "timings"))) j->timings = json_incref(v);
   if ((v = json_object_get(jr, "history")) && json_is_array(v)) j->history = json_incref(v);
-  if ((v = json_object_get(jr, "seed")) && json_is_integer(v)) {
-    j->seed_set = 1;
-    j->seed = (uint64_t)json_integer_value(v);
-  }
+  if (read_u64(json_object_get(jr, "seed"), &j->seed)) j->seed_set = 1;
   job_link(b, j);
   return REEL_OK;
 }
@@ -602,13 +624,14 @@ reel_status brk_replay(void *ud, const char *data, size_t len, reel_error *err) 
     if (j->state == REEL_JOB_RUNNING) j->cancel_requested = 1;
   } else if (strcmp(op, "finish") == 0) {
     int s = reel_name_index(reel_job_state_names, json_string_value(json_object_get(r, "state")));
-    json_t *seed = json_object_get(r, "seed");
+    uint64_t seed = 0;
+    int seed_set = read_u64(json_object_get(r, "seed"), &seed);
     if (s < REEL_JOB_SUCCEEDED) {
       st = bad_record(err, "finish", "finish record with a non-terminal state");
     } else if (!reel_job_state_terminal(j->state)) {
       st = brk_job_finish(b, j, (reel_job_state)s, json_string_value(json_object_get(r, "outcome")),
                           json_object_get(r, "outputs"), json_object_get(r, "error"), json_object_get(r, "timings"),
-                          json_is_integer(seed), (uint64_t)json_integer_value(seed), err);
+                          seed_set, seed, err);
       j->finished_ms = json_integer_value(json_object_get(r, "at"));
     }
   } else {
@@ -620,7 +643,12 @@ reel_status brk_replay(void *ud, const char *data, size_t len, reel_error *err) 
 }
 
 void brk_after_replay(reel_broker *b) {
-  int64_t until = brk_mono(b) + brk_lease_ms(b);
+  int64_t grace = b->o.restart_grace_ms;
+  if (grace <= 0) {
+    grace = 2 * brk_lease_ms(b);
+    if (grace < 3000) grace = 3000;
+  }
+  int64_t until = brk_mono(b) + grace;
   for (brk_job *j = b->all_head; j; j = j->all_next) {
     if (j->state == REEL_JOB_RUNNING && !j->worker && !j->orphan_until) {
       j->orphan_until = until;

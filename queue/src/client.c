@@ -291,7 +291,8 @@ static int handle_incoming(reel_client *c, reel_wire_msg *m, int64_t want, reel_
 
 /*
  * Serves the socket until `deadline` (mono ms) or, when want > 0, until that
- * request's reply arrives. Returns ETIMEDOUT at the deadline with want > 0.
+ * request's reply arrives; when want == 0, until a batch of incoming messages was
+ * handled. Returns ETIMEDOUT at the deadline with want > 0.
  */
 static reel_status pump(reel_client *c, int64_t deadline, int64_t want, json_t **reply, reel_error *err) {
   reel_status st = REEL_ETIMEDOUT;
@@ -325,13 +326,17 @@ static reel_status pump(reel_client *c, int64_t deadline, int64_t want, json_t *
     }
     if (c->mon && (items[1].revents & ZMQ_POLLIN)) read_monitor(c);
     if (items[0].revents & ZMQ_POLLIN) {
+      int got = 0;
       for (int i = 0; i < 1000; i++) {
         reel_wire_msg m;
         if (reel_wire_recv(c->sock, &m, ZMQ_DONTWAIT) != 0) break;
         int done = handle_incoming(c, &m, want, &st, reply, err);
         reel_wire_close(&m);
         if (done) return st;
+        got = 1;
       }
+      /* Without a request to wait for, return once something was handled (the caller looks at it). */
+      if (want == 0 && got) return REEL_OK;
     }
   }
   if (want > 0)

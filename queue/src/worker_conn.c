@@ -665,7 +665,12 @@ reel_status reel_worker_conn_finish(reel_worker_conn *w, reel_worker_job **jobp,
   } else {
     if (outputs && state == REEL_JOB_SUCCEEDED) json_object_set(h, "outputs", (json_t *)outputs);
     if (timings) json_object_set(h, "timings", (json_t *)timings);
-    if (seed_set) json_object_set_new(h, "seed", json_integer((json_int_t)seed));
+    if (seed_set) {
+      /* JSON integers are signed 64-bit here: larger seeds travel as decimal strings (docs/protocol.md). */
+      char buf[24];
+      snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+      json_object_set_new(h, "seed", seed <= (uint64_t)INT64_MAX ? json_integer((json_int_t)seed) : json_string(buf));
+    }
     if (state != REEL_JOB_SUCCEEDED) {
       reel_status code = failure && failure->code     ? failure->code
                          : state == REEL_JOB_CANCELED ? REEL_ECANCELED
@@ -673,7 +678,7 @@ reel_status reel_worker_conn_finish(reel_worker_conn *w, reel_worker_job **jobp,
       json_object_set_new(
           h, "error",
           json_pack("{s:s, s:s, s:s}", "code", reel_status_name(code), "field", failure ? failure->field : "",
-                    failure && failure->msg[0] ? failure->msg : reel_strerror(code)));
+                    "message", failure && failure->msg[0] ? failure->msg : reel_strerror(code)));
       if (retry && state == REEL_JOB_FAILED) json_object_set_new(h, "retry", json_true());
     }
     r->hdr = reel_proto_header_dump(h, &r->len);

@@ -50,6 +50,7 @@ static int setup(void **state) {
   f->o.journal_dir = f->dir;
   f->o.heartbeat_ms = 100;
   f->o.liveness = 3;
+  f->o.restart_grace_ms = 300;
   start_broker(f);
   f->ctx = zmq_ctx_new();
   *state = f;

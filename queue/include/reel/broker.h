@@ -37,6 +37,8 @@ typedef struct reel_broker_options {
   int heartbeat_ms;           /* default 2500 */
   int liveness;               /* heartbeats missed before a peer is dead; default 3 */
   int max_attempts;           /* dispatches per job before it fails; default 3 */
+  int restart_grace_ms;       /* after a restart, how long running jobs wait for their worker to claim them;
+                                 0 = max(2 x heartbeat x liveness, 3000) */
   size_t max_header_bytes;    /* default REEL_PROTO_DEFAULT_MAX_HEADER */
   size_t max_payload_bytes;   /* default REEL_PROTO_DEFAULT_MAX_PAYLOAD */
   reel_job_limits job_limits; /* limits applied to submitted specs */

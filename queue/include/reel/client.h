@@ -86,8 +86,9 @@ reel_status reel_client_list(reel_client *c, const char *state, int limit, const
                              reel_error *err);
 
 /*
- * Waits up to timeout_ms for incoming messages and hands events to the handler.
- * Pings and reconnects as needed. Returns REEL_OK (also when nothing arrived).
+ * Waits up to timeout_ms for incoming messages, hands events to the handler and
+ * returns once some arrived (or the time is up). Pings and reconnects as needed.
+ * Returns REEL_OK (also when nothing arrived).
  */
 reel_status reel_client_poll(reel_client *c, int64_t timeout_ms, reel_error *err);
 
