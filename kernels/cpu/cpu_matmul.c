@@ -27,6 +27,7 @@
 
 #define NC_MAX 2048      /* columns of B one task packs at a time */
 #define DOT_MAX_ROWS 3   /* up to this many rows of A: dot-product path */
+#define DOT_MAX_ROWS_AVX512 16 /* with the AVX-512 dot kernel (weights read once, rows from L1/L2) */
 #define SHARED_NC 4096   /* columns of the B block shared by all threads (in L3) */
 
 typedef struct gemm_problem {
@@ -305,11 +306,17 @@ static void run_shared(reel__pool *pool, const gemm_plan *pl, const gemm_problem
 
 typedef struct dot_ctx {
   const gemm_problem *p;
+  reel__dot_fn fn; /* NULL: portable loops below */
 } dot_ctx;
 
 static void dot_task(void *vctx, int64_t begin, int64_t end, int tid) {
   (void)tid;
-  const gemm_problem *p = ((const dot_ctx *)vctx)->p;
+  const dot_ctx *d = vctx;
+  const gemm_problem *p = d->p;
+  if (d->fn) {
+    d->fn(p->a, p->lda, p->M, p->b, (int)p->bt, p->ldb, p->K, begin, end, p->bias, p->alpha, p->c, p->ldc);
+    return;
+  }
   for (int64_t n = begin; n < end; n++) {
     for (int64_t m = 0; m < p->M; m++) {
       const float *a = p->a + m * p->lda;
@@ -396,7 +403,8 @@ static void plan_gemm(reel_backend *be, const gemm_problem *p, gemm_plan *pl) {
     }
     return;
   }
-  if (p->M <= DOT_MAX_ROWS && p->trans_b && p->batch == 1) {
+  if (p->trans_b && p->batch == 1 &&
+      (p->M <= DOT_MAX_ROWS || (path == REEL__GEMM_AVX512 && p->M <= DOT_MAX_ROWS_AVX512))) {
     pl->dot = 1;
     return;
   }
@@ -433,8 +441,11 @@ static void exec_gemm(reel_backend *be, const gemm_problem *p, gemm_plan *pl, vo
   }
 #endif
   if (pl->dot) {
-    dot_ctx d = {p};
-    reel__backend_set_path(be, "cpu-dot");
+    dot_ctx d = {p, NULL};
+#ifdef REEL__GEMM_X86
+    if (pl->path == REEL__GEMM_AVX512) d.fn = reel__dot_avx512;
+#endif
+    reel__backend_set_path(be, d.fn ? "cpu-avx512-dot" : "cpu-dot");
     reel__pool_run(c->pool, p->N, 64, dot_task, &d);
     return;
   }

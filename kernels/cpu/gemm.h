@@ -47,10 +47,20 @@ typedef struct reel__gemm_kernel {
 #define REEL__NR_MAX 64
 
 extern const reel__gemm_kernel reel__gemm_kernel_portable;
+
+/*
+ * Few-rows product, one dot product per output: c[m, n] = alpha * sum_k a[m, k] w[n, k] (+ bias[n]) for all
+ * m < M and n0 <= n < n1; w rows contiguous along k, dtype dt (reel_dtype F32/F16/BF16). Each output is
+ * summed in a fixed order (16 lanes, then the lanes pairwise).
+ */
+typedef void (*reel__dot_fn)(const float *a, int64_t lda, int64_t M, const void *w, int dt, int64_t ldw, int64_t K,
+                             int64_t n0, int64_t n1, const float *bias, float alpha, float *c, int64_t ldc);
 #if defined(__x86_64__)
 #define REEL__GEMM_X86 1
 extern const reel__gemm_kernel reel__gemm_kernel_avx512;
 extern const reel__gemm_kernel reel__gemm_kernel_avx2;
+void reel__dot_avx512(const float *a, int64_t lda, int64_t M, const void *w, int dt, int64_t ldw, int64_t K,
+                      int64_t n0, int64_t n1, const float *bias, float alpha, float *c, int64_t ldc);
 #endif
 
 #endif

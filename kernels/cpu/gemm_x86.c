@@ -147,6 +147,82 @@ __attribute__((target("avx512f"))) static void pack_bt_avx512(const void *b, int
 const reel__gemm_kernel reel__gemm_kernel_avx512 = {"cpu-avx512-12x32", MR512, NR512, 256, 192,
                                                     micro_avx512,       pack_a_avx512, pack_bt_avx512};
 
+/* Sum of the 16 lanes in a fixed order (halves added pairwise). */
+__attribute__((target("avx512f"))) static inline float hsum16(__m512 v) {
+  __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  q = _mm_add_ss(q, _mm_movehdup_ps(q));
+  return _mm_cvtss_f32(q);
+}
+
+/* Full 16-element loads of weights as f32. */
+__attribute__((target("avx512f"))) static inline __m512 ldw_f32(const void *p, int64_t k) {
+  return _mm512_loadu_ps((const float *)p + k);
+}
+__attribute__((target("avx512f"))) static inline __m512 ldw_f16(const void *p, int64_t k) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)p + k)));
+}
+__attribute__((target("avx512f"))) static inline __m512 ldw_bf16(const void *p, int64_t k) {
+  __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)p + k));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* One dtype's dot kernel: 4 weight rows at a time, each row block reused for every row of A from L1. */
+#define REEL__DOT_FN(NAME, LDW, DT)                                                                              \
+  __attribute__((target("avx512f"))) static void NAME(const float *a, int64_t lda, int64_t M, const void *w,      \
+                                                      int64_t ldw, int64_t K, int64_t n0, int64_t n1,             \
+                                                      const float *bias, float alpha, float *c, int64_t ldc) {    \
+    const size_t esz = DT == 0 ? 4 : 2;                                                                         \
+    const int64_t kfull = K & ~(int64_t)15;                                                                     \
+    for (int64_t n = n0; n < n1; n += 4) {                                                                      \
+      int nn = n1 - n < 4 ? (int)(n1 - n) : 4;                                                                  \
+      const char *w0 = (const char *)w + (size_t)(n * ldw) * esz;                                               \
+      const char *w1 = nn > 1 ? w0 + (size_t)ldw * esz : w0, *w2 = nn > 2 ? w0 + 2 * (size_t)ldw * esz : w0;    \
+      const char *w3 = nn > 3 ? w0 + 3 * (size_t)ldw * esz : w0;                                                \
+      for (int64_t m = 0; m < M; m++) {                                                                         \
+        const float *am = a + m * lda;                                                                          \
+        __m512 c0 = _mm512_setzero_ps(), c1 = _mm512_setzero_ps(), c2 = _mm512_setzero_ps(),                    \
+               c3 = _mm512_setzero_ps();                                                                        \
+        for (int64_t k = 0; k < kfull; k += 16) {                                                               \
+          __m512 av = _mm512_loadu_ps(am + k);                                                                  \
+          c0 = _mm512_fmadd_ps(av, LDW(w0, k), c0);                                                             \
+          c1 = _mm512_fmadd_ps(av, LDW(w1, k), c1);                                                             \
+          c2 = _mm512_fmadd_ps(av, LDW(w2, k), c2);                                                             \
+          c3 = _mm512_fmadd_ps(av, LDW(w3, k), c3);                                                             \
+        }                                                                                                       \
+        if (kfull < K) {                                                                                        \
+          int cnt = (int)(K - kfull);                                                                           \
+          __m512 av = load16(am + kfull, 0, cnt);                                                               \
+          c0 = _mm512_fmadd_ps(av, load16(w0 + (size_t)kfull * esz, DT, cnt), c0);                              \
+          c1 = _mm512_fmadd_ps(av, load16(w1 + (size_t)kfull * esz, DT, cnt), c1);                              \
+          c2 = _mm512_fmadd_ps(av, load16(w2 + (size_t)kfull * esz, DT, cnt), c2);                              \
+          c3 = _mm512_fmadd_ps(av, load16(w3 + (size_t)kfull * esz, DT, cnt), c3);                              \
+        }                                                                                                       \
+        float v[4] = {hsum16(c0), hsum16(c1), hsum16(c2), hsum16(c3)};                                          \
+        for (int j = 0; j < nn; j++) {                                                                          \
+          float r = v[j] * alpha;                                                                               \
+          if (bias) r = r + bias[n + j];                                                                        \
+          c[m * ldc + n + j] = r;                                                                               \
+        }                                                                                                       \
+      }                                                                                                         \
+    }                                                                                                           \
+  }
+
+REEL__DOT_FN(dot_f32, ldw_f32, 0)
+REEL__DOT_FN(dot_f16, ldw_f16, 1)
+REEL__DOT_FN(dot_bf16, ldw_bf16, 2)
+
+void reel__dot_avx512(const float *a, int64_t lda, int64_t M, const void *w, int dt, int64_t ldw, int64_t K,
+                      int64_t n0, int64_t n1, const float *bias, float alpha, float *c, int64_t ldc) {
+  if (dt == 0)
+    dot_f32(a, lda, M, w, ldw, K, n0, n1, bias, alpha, c, ldc);
+  else if (dt == 1)
+    dot_f16(a, lda, M, w, ldw, K, n0, n1, bias, alpha, c, ldc);
+  else
+    dot_bf16(a, lda, M, w, ldw, K, n0, n1, bias, alpha, c, ldc);
+}
+
 #define MR256 6
 #define NR256 16
 

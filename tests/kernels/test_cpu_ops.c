@@ -193,7 +193,7 @@ static void run_matmul_case(reel_backend *b, int64_t M, int64_t N, int64_t K, re
   assert_int_equal(reel_tensor_new(b, REEL_F32, three ? 3 : 2, three ? os3 : os2, &to, &err), REEL_OK);
   assert_int_equal(reel_op_matmul(b, &tx, &tw, with_bias ? &tb : NULL, &to, &err), REEL_OK);
   if (strcmp(path, "auto") != 0 && M > 3) assert_non_null(strstr(reel_backend_last_path(b), path));
-  if (M <= 3 && strcmp(path, "openblas") != 0) assert_string_equal(reel_backend_last_path(b), "cpu-dot");
+  if (M <= 3 && strcmp(path, "openblas") != 0) assert_non_null(strstr(reel_backend_last_path(b), "dot"));
   float *got = kr_download(b, &to);
   char what[128];
   snprintf(what, sizeof what, "matmul path=%s (%s) w=%s bias=%s", path, reel_backend_last_path(b),
