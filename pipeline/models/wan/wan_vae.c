@@ -635,14 +635,6 @@ static reel_status attention(vae_run *r, const vae_attn *a, reel_tensor *x) {
   return reel_op_add(r->b, x, &y4, x, r->err);
 }
 
-static reel_status mid(vae_run *r, vae_net *n, const reel_tensor *x, reel_tensor *out) {
-  reel_status st;
-  reel_tensor a;
-  TRY(resblock(r, &n->mid0, x, &a));
-  TRY(attention(r, &n->attn, &a));
-  return resblock(r, &n->mid1, &a, out);
-}
-
 static reel_status resample(vae_run *r, vae_resample *rs, const reel_tensor *x, reel_tensor *out) {
   reel_status st;
   int64_t T = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
@@ -699,53 +691,146 @@ static reel_status resample(vae_run *r, vae_resample *rs, const reel_tensor *x, 
   return conv(r, &rs->time, &ext, 2, 1, 0, 0, 1, out);
 }
 
-/* One chunk through the decoder: x [T, h, w, z] -> out [T', H, W, out_channels] (clamped). */
-static reel_status decoder_chunk(vae_run *r, const reel_tensor *x, reel_tensor *out) {
+/*
+ * Layer sequences. Decoder: conv_in, mid res, mid attention, mid res, the up layers,
+ * norm_out + SiLU + conv_out (+ clamp). Encoder: conv_in, the down layers, mid res, mid
+ * attention, mid res, norm_out + SiLU + conv_out, quant_conv.
+ */
+static size_t nsteps(const vae_net *n, int dec) { return n->nlayers + (dec ? 5 : 6); }
+
+static reel_status apply_step(vae_run *r, vae_net *n, int dec, size_t k, reel_tensor *x, reel_tensor *y) {
   reel_status st;
-  vae_net *n = &r->v->dec;
-  reel_tensor cur, nxt, ext, body;
-  int64_t T = x->shape[0];
-  TRY(ext_begin(r, &n->conv_in.hist, 2, T, x->shape[1], x->shape[2], x->shape[3], &ext));
-  body = frames(&ext, 2, T);
-  OP(reel_op_copy(r->b, x, &body, r->err));
-  TRY(ext_end(r, &n->conv_in.hist, &ext));
-  TRY(conv(r, &n->conv_in, &ext, 1, 1, 1, 1, 1, &cur));
-  TRY(mid(r, n, &cur, &nxt));
-  cur = nxt;
-  for (size_t i = 0; i < n->nlayers; i++) {
-    vae_layer *l = &n->layers[i];
-    if (l->kind == 0)
-      TRY(resblock(r, &l->res, &cur, &nxt));
-    else
-      TRY(resample(r, &l->rs, &cur, &nxt));
-    cur = nxt;
+  size_t L = n->nlayers;
+  size_t mid0 = dec ? 1 : L + 1;
+  if (k == 0) {
+    reel_tensor ext, body;
+    int64_t T = x->shape[0];
+    TRY(ext_begin(r, &n->conv_in.hist, 2, T, x->shape[1], x->shape[2], x->shape[3], &ext));
+    body = frames(&ext, 2, T);
+    OP(reel_op_copy(r->b, x, &body, r->err));
+    TRY(ext_end(r, &n->conv_in.hist, &ext));
+    return conv(r, &n->conv_in, &ext, 1, 1, 1, 1, 1, y);
   }
-  TRY(causal_block(r, &n->conv_out, &n->conv_out.hist, &cur, &n->norm_out, out));
-  OP(reel_op_clamp(r->b, out, -1.0f, 1.0f, out, r->err));
+  if (k == mid0) return resblock(r, &n->mid0, x, y);
+  if (k == mid0 + 1) {
+    TRY(attention(r, &n->attn, x));
+    *y = *x;
+    return REEL_OK;
+  }
+  if (k == mid0 + 2) return resblock(r, &n->mid1, x, y);
+  size_t first = dec ? 4 : 1;
+  if (k >= first && k < first + L) {
+    vae_layer *l = &n->layers[k - first];
+    return l->kind == 0 ? resblock(r, &l->res, x, y) : resample(r, &l->rs, x, y);
+  }
+  size_t out = dec ? L + 4 : L + 4;
+  if (k == out) {
+    TRY(causal_block(r, &n->conv_out, &n->conv_out.hist, x, &n->norm_out, y));
+    if (dec) OP(reel_op_clamp(r->b, y, -1.0f, 1.0f, y, r->err));
+    return REEL_OK;
+  }
+  return conv(r, &r->v->quant, x, 1, 1, 0, 0, 1, y); /* encoder: quant_conv */
+}
+
+/* Moves y to arena offset `mark` (memmove) and releases everything above it. */
+static reel_status rmove(vae_run *r, reel_tensor *y, size_t mark) {
+  reel_status st;
+  size_t bytes = reel_tensor_nbytes(y);
+  if (r->measure) {
+    r->used = mark + A64(bytes);
+    return REEL_OK;
+  }
+  reel_tensor z;
+  reel_tensor_arena_release(r->arena, mark);
+  TRY(reel_tensor_arena_alloc(r->arena, REEL_F32, y->ndim, y->shape, &z, r->err));
+  if (z.offset != y->offset) TRY(reel_buffer_copy(z.buf, z.offset, y->buf, y->offset, bytes, r->err));
+  *y = z;
   return REEL_OK;
 }
 
-static reel_status encoder_chunk(vae_run *r, const reel_tensor *x, reel_tensor *out) {
+typedef struct run_ctx {
+  vae_run *r;
+  vae_net *n;
+  int dec;
+  int split;        /* run single frames depth-first (causal layers make it exact) */
+  reel_tensor *out; /* the chunk's output frames [Tout, H, W, C] */
+  int64_t nout;
+} run_ctx;
+
+/*
+ * Runs steps k.. of the network on x, appending the final frames to c->out. Every step's
+ * result is moved down over its input, so only one activation (plus one step's
+ * temporaries) is alive per level; with `split`, a multi-frame input is run one frame at a
+ * time, depth-first.
+ */
+static reel_status run_from(run_ctx *c, size_t k, const reel_tensor *xin) {
+  vae_run *r = c->r;
   reel_status st;
-  vae_net *n = &r->v->enc;
-  reel_tensor cur, nxt, ext, body;
-  int64_t T = x->shape[0];
-  TRY(ext_begin(r, &n->conv_in.hist, 2, T, x->shape[1], x->shape[2], x->shape[3], &ext));
-  body = frames(&ext, 2, T);
-  OP(reel_op_copy(r->b, x, &body, r->err));
-  TRY(ext_end(r, &n->conv_in.hist, &ext));
-  TRY(conv(r, &n->conv_in, &ext, 1, 1, 1, 1, 1, &cur));
-  for (size_t i = 0; i < n->nlayers; i++) {
-    vae_layer *l = &n->layers[i];
-    if (l->kind == 0)
-      TRY(resblock(r, &l->res, &cur, &nxt));
-    else
-      TRY(resample(r, &l->rs, &cur, &nxt));
-    cur = nxt;
+  size_t base = r->measure ? r->used : reel_tensor_arena_used(r->arena);
+  size_t total = nsteps(c->n, c->dec);
+  reel_tensor x = *xin;
+  int owned = 0;
+  for (; k < total; k++) {
+    if (c->split && x.shape[0] > 1) {
+      for (int64_t t = 0; t < x.shape[0]; t++) {
+        reel_tensor f = frames(&x, t, 1);
+        TRY(run_from(c, k, &f));
+      }
+      goto done;
+    }
+    size_t m = r->measure ? r->used : reel_tensor_arena_used(r->arena);
+    reel_tensor y;
+    TRY(apply_step(r, c->n, c->dec, k, &x, &y));
+    TRY(rmove(r, &y, owned ? base : m));
+    x = y;
+    owned = 1;
   }
-  TRY(mid(r, n, &cur, &nxt));
-  TRY(causal_block(r, &n->conv_out, &n->conv_out.hist, &nxt, &n->norm_out, &cur));
-  return conv(r, &r->v->quant, &cur, 1, 1, 0, 0, 1, out);
+  {
+    reel_tensor dst = frames(c->out, c->nout, x.shape[0]);
+    OP(reel_op_copy(r->b, &x, &dst, r->err));
+    c->nout += x.shape[0];
+  }
+done:
+  if (r->measure)
+    r->used = base;
+  else
+    reel_tensor_arena_release(r->arena, base);
+  return REEL_OK;
+}
+
+/* Frames a chunk of T inputs gives: temporal up/downsamplers past their first chunk scale T. */
+static int64_t chunk_out_frames(const vae_net *n, int dec, int64_t T) {
+  for (size_t i = 0; i < n->nlayers; i++) {
+    const vae_layer *l = &n->layers[i];
+    if (l->kind != 1) continue;
+    if (l->rs.mode == RS_UP3D && l->rs.hist.state != HIST_FIRST) T *= 2;
+    if (l->rs.mode == RS_DOWN3D && l->rs.hist.state != HIST_FIRST) T = (1 + T - 3) / 2 + 1;
+  }
+  (void)dec;
+  return T;
+}
+
+static reel_status run_chunk(vae_run *r, vae_net *n, int dec, const reel_tensor *x, reel_tensor *out) {
+  reel_status st;
+  int64_t sf = (int64_t)1 << (r->v->cfg.nlevels - 1);
+  int64_t To = chunk_out_frames(n, dec, x->shape[0]);
+  int64_t H = dec ? x->shape[1] * sf : x->shape[1] / sf, W = dec ? x->shape[2] * sf : x->shape[2] / sf;
+  int64_t C = dec ? r->v->cfg.out_channels : 2 * r->v->cfg.z_dim;
+  TRY(ralloc(r, To, H, W, C, out));
+  run_ctx c = {r, n, dec, dec, out, 0};
+  TRY(run_from(&c, 0, x));
+  if (c.nout != To)
+    return reel_error_set(r->err, REEL_EINTERNAL, "vae", "chunk gave %lld frames, expected %lld", (long long)c.nout,
+                          (long long)To);
+  return REEL_OK;
+}
+
+static reel_status decoder_chunk(vae_run *r, const reel_tensor *x, reel_tensor *out) {
+  return run_chunk(r, &r->v->dec, 1, x, out);
+}
+
+static reel_status encoder_chunk(vae_run *r, const reel_tensor *x, reel_tensor *out) {
+  return run_chunk(r, &r->v->enc, 0, x, out);
 }
 
 /* Every history buffer of a network, for planning and allocation. */
