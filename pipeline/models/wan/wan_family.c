@@ -3,17 +3,23 @@
  * Wan2.1 text-to-video as a model family (reel/model.h): a diffusers-layout
  * folder (model_index.json, transformer/, scheduler/, text_encoder/, tokenizer/,
  * vae/). The denoiser is the transformer of reel/wan.h; the default sampler is
- * read from scheduler/scheduler_config.json when the folder has one. The text
- * encoder (UMT5) and the VAE are separate components that fill the family's
- * encode_prompt and decode entries when they are built; until then those
- * entries are NULL and the wrappers report REEL_EUNSUPPORTED.
+ * read from scheduler/scheduler_config.json when the folder has one. The
+ * tokenizer + UMT5 text encoder (reel/tokenizer.h, reel/umt5.h) and the VAE
+ * (reel/wan_vae.h) are loaded when their folders exist; a folder without them
+ * still denoises, and encode_prompt / decode then report REEL_EUNSUPPORTED
+ * naming the missing component. Their scratch lives in arenas of the family's
+ * own, sized on first use and kept, so that callers size only the outputs.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "reel/alloc.h"
 #include "reel/json.h"
 #include "reel/model.h"
+#include "reel/tokenizer.h"
+#include "reel/umt5.h"
 #include "reel/wan.h"
+#include "reel/wan_vae.h"
 
 #define WAN_TEXT_LEN 512 /* WanPipeline pads prompt embeddings to max_sequence_length = 512 */
 
@@ -69,6 +75,36 @@ static reel_status read_sampler(const char *dir, reel_sched_config *out, reel_er
   return st;
 }
 
+typedef struct wan_impl {
+  reel_backend *b;
+  reel_wan_transformer *tr;
+  reel_tokenizer *tok;                     /* NULL without tokenizer/ */
+  reel_umt5 *te;                           /* NULL without text_encoder/ */
+  reel_wan_vae *vae;                       /* NULL without vae/ */
+  reel_tensor_arena *te_arena, *vae_arena; /* private scratch, grown on demand */
+} wan_impl;
+
+static void wan_destroy(void *p) {
+  wan_impl *w = p;
+  if (!w) return;
+  reel_tensor_arena_destroy(&w->te_arena);
+  reel_tensor_arena_destroy(&w->vae_arena);
+  reel_wan_vae_destroy(&w->vae);
+  reel_umt5_destroy(&w->te);
+  reel_tokenizer_destroy(&w->tok);
+  reel_wan_transformer_destroy(&w->tr);
+  reel_free(w);
+}
+
+/* Nonzero when dir/sub/name exists. */
+static int has_file(const char *dir, const char *sub, const char *name) {
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name) >= (int)sizeof path) return 0;
+  FILE *f = fopen(path, "rb");
+  if (f) fclose(f);
+  return f != NULL;
+}
+
 static reel_status wan_load(reel_backend *b, const char *dir, void **impl, reel_model_info *info, reel_error *err) {
   char path[4096];
   if (snprintf(path, sizeof path, "%s/transformer", dir) >= (int)sizeof path)
@@ -76,13 +112,15 @@ static reel_status wan_load(reel_backend *b, const char *dir, void **impl, reel_
   memset(info, 0, sizeof *info);
   reel_status st = read_sampler(dir, &info->sampler, err);
   if (st != REEL_OK) return st;
-  reel_wan_transformer *m = NULL;
-  st = reel_wan_transformer_load_dir(b, path, &m, err);
+  wan_impl *w = reel_calloc(1, sizeof *w);
+  if (!w) return reel_error_set(err, REEL_ENOMEM, dir, "out of memory");
+  w->b = b;
+  st = reel_wan_transformer_load_dir(b, path, &w->tr, err);
   if (st != REEL_OK) {
     reel_error_prefix_field(err, "transformer", '/');
-    return st;
+    goto fail;
   }
-  const reel_wan_config *c = reel_wan_transformer_config(m);
+  const reel_wan_config *c = reel_wan_transformer_config(w->tr);
   info->latent_channels = c->in_channels;
   info->out_channels = c->out_channels;
   for (int i = 0; i < 3; i++) info->latent_multiple[i] = c->patch[i];
@@ -90,24 +128,96 @@ static reel_status wan_load(reel_backend *b, const char *dir, void **impl, reel_
   info->text_len = WAN_TEXT_LEN;
   info->guidance = 5.0; /* WanPipeline's defaults */
   info->steps = 50;
-  *impl = m;
+  if (has_file(dir, "tokenizer", "tokenizer.json") && has_file(dir, "text_encoder", "config.json")) {
+    snprintf(path, sizeof path, "%s/tokenizer", dir);
+    if ((st = reel_tokenizer_load_dir(path, &w->tok, err)) != REEL_OK) goto fail;
+    snprintf(path, sizeof path, "%s/text_encoder", dir);
+    if ((st = reel_umt5_load(b, path, &w->te, err)) != REEL_OK) goto fail;
+    if (reel_umt5_get_config(w->te)->d_model != c->text_dim) {
+      st = reel_error_set(err, REEL_EMODEL, "text_encoder/config.json.d_model",
+                          "is %lld but the transformer's text_dim is %lld",
+                          (long long)reel_umt5_get_config(w->te)->d_model, (long long)c->text_dim);
+      goto fail;
+    }
+  }
+  if (has_file(dir, "vae", "config.json")) {
+    snprintf(path, sizeof path, "%s/vae", dir);
+    if ((st = reel_wan_vae_load(b, path, &w->vae, err)) != REEL_OK) goto fail;
+    info->vae_stride[0] = reel_wan_vae_temporal_factor(w->vae);
+    info->vae_stride[1] = info->vae_stride[2] = reel_wan_vae_spatial_factor(w->vae);
+  }
+  *impl = w;
   return REEL_OK;
+fail:
+  wan_destroy(w);
+  return st;
 }
 
-static void wan_destroy(void *impl) {
-  reel_wan_transformer *m = impl;
-  reel_wan_transformer_destroy(&m);
+/* A private arena of at least `bytes`, replaced when too small. */
+static reel_status ensure_arena(reel_backend *b, reel_tensor_arena **a, size_t bytes, reel_error *err) {
+  if (*a && reel_tensor_arena_capacity(*a) >= bytes) {
+    reel_tensor_arena_reset(*a);
+    return REEL_OK;
+  }
+  reel_tensor_arena_destroy(a);
+  *a = reel_tensor_arena_new(b, bytes, err);
+  return *a ? REEL_OK : (err ? err->code : REEL_ENOMEM);
+}
+
+static reel_status wan_encode_prompt(void *impl, const char *prompt, reel_tensor_arena *arena, reel_tensor *embeds,
+                                     reel_error *err) {
+  wan_impl *w = impl;
+  if (!w->tok || !w->te)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "text_encoder", "this model folder has no tokenizer/text_encoder");
+  if (!prompt) return reel_error_set(err, REEL_EINVAL, "prompt", "is NULL");
+  int32_t ids[WAN_TEXT_LEN], mask[WAN_TEXT_LEN];
+  reel_status st = reel_tokenizer_encode_padded(w->tok, prompt, strlen(prompt), WAN_TEXT_LEN, ids, mask, NULL, err);
+  if (st != REEL_OK) return st;
+  int64_t shape[2] = {WAN_TEXT_LEN, reel_umt5_get_config(w->te)->d_model};
+  if ((st = reel_tensor_arena_alloc(arena, REEL_F32, 2, shape, embeds, err)) != REEL_OK) return st;
+  if ((st = ensure_arena(w->b, &w->te_arena, reel_umt5_arena_bytes(w->te, WAN_TEXT_LEN) + 4096, err)) != REEL_OK)
+    return st;
+  return reel_umt5_prompt_embeds(w->te, ids, mask, WAN_TEXT_LEN, w->te_arena, embeds, NULL, err);
 }
 
 static reel_status wan_denoise_arena_bytes(void *impl, int64_t batch, const int64_t latent[4], int64_t text_len,
                                            size_t *bytes, reel_error *err) {
-  return reel_wan_forward_arena_bytes(impl, batch, latent[1], latent[2], latent[3], text_len, bytes, err);
+  return reel_wan_forward_arena_bytes(((wan_impl *)impl)->tr, batch, latent[1], latent[2], latent[3], text_len, bytes,
+                                      err);
 }
 
 static reel_status wan_denoise(void *impl, const reel_tensor *latents, const float *timesteps,
                                const reel_tensor *context, reel_tensor_arena *arena, reel_tensor *out,
                                reel_error *err) {
-  return reel_wan_forward(impl, latents, timesteps, context, arena, out, err);
+  return reel_wan_forward(((wan_impl *)impl)->tr, latents, timesteps, context, arena, out, err);
+}
+
+/* WanPipeline: latents / (1 / std) + mean, then the VAE, sample by sample. */
+static reel_status wan_decode(void *impl, const reel_tensor *latents, reel_tensor_arena *arena, reel_tensor *frames,
+                              reel_error *err) {
+  wan_impl *w = impl;
+  (void)arena;
+  if (!w->vae) return reel_error_set(err, REEL_EUNSUPPORTED, "vae", "this model folder has no vae");
+  if (!latents || latents->ndim != 5 || !frames || frames->ndim != 5 || frames->shape[0] != latents->shape[0])
+    return reel_error_set(err, REEL_EINVAL, "latents", "latents [B, C, F, H, W] and frames [B, 3, F', H', W'] needed");
+  size_t need = 0;
+  reel_status st = reel_wan_vae_decode_arena_bytes(w->vae, latents->shape[3], latents->shape[4], &need, err);
+  if (st != REEL_OK) return st;
+  size_t lat_bytes = (size_t)(reel_tensor_numel(latents) / latents->shape[0]) * sizeof(float) + 64;
+  if ((st = ensure_arena(w->b, &w->vae_arena, need + lat_bytes, err)) != REEL_OK) return st;
+  for (int64_t i = 0; i < latents->shape[0] && st == REEL_OK; i++) {
+    reel_tensor src, dst, un;
+    reel_tensor_arena_reset(w->vae_arena);
+    if ((st = reel_tensor_slice(latents, 0, i, 1, &src, err)) ||
+        (st = reel_tensor_reshape(&src, 4, latents->shape + 1, &src, err)) ||
+        (st = reel_tensor_slice(frames, 0, i, 1, &dst, err)) ||
+        (st = reel_tensor_reshape(&dst, 4, frames->shape + 1, &dst, err)) ||
+        (st = reel_tensor_arena_alloc(w->vae_arena, REEL_F32, 4, latents->shape + 1, &un, err)) ||
+        (st = reel_wan_vae_denormalize(w->vae, &src, &un, err)))
+      break;
+    st = reel_wan_vae_decode(w->vae, &un, w->vae_arena, &dst, err);
+  }
+  return st;
 }
 
 const reel_model_family reel_model_family_wan21 = {
@@ -115,8 +225,8 @@ const reel_model_family reel_model_family_wan21 = {
     .probe = wan_probe,
     .load = wan_load,
     .destroy = wan_destroy,
-    .encode_prompt = NULL, /* UMT5 text encoder: issue 5 */
+    .encode_prompt = wan_encode_prompt,
     .denoise_arena_bytes = wan_denoise_arena_bytes,
     .denoise = wan_denoise,
-    .decode = NULL, /* Wan VAE: issue 5 */
+    .decode = wan_decode,
 };
