@@ -13,7 +13,7 @@
 #include "reel/protocol.h"
 
 /* Frames kept of one received message; extra frames are counted and dropped. */
-#define REEL_WIRE_MAX_FRAMES 6
+#define REEL_WIRE_MAX_FRAMES 8
 
 typedef struct reel_wire_msg {
   zmq_msg_t parts[REEL_WIRE_MAX_FRAMES];

@@ -40,7 +40,7 @@ typedef struct qenv {
   const char *broker_extra[16]; /* extra broker arguments (NULL-terminated) */
 } qenv;
 
-static void qe_init(qenv *e) {
+static inline void qe_init(qenv *e) {
   memset(e, 0, sizeof *e);
   e->bin = getenv("REEL_BIN");
   if (!e->bin || !e->bin[0]) fail_msg("REEL_BIN is not set (CMake sets it to the built reel binary)");
@@ -51,7 +51,7 @@ static void qe_init(qenv *e) {
 }
 
 /* Starts a process with stdout+stderr appended to DIR/<log>. argv[0] is the program. */
-static pid_t qe_spawn(qenv *e, const char *log, char *const argv[]) {
+static inline pid_t qe_spawn(qenv *e, const char *log, char *const argv[]) {
   char path[700];
   snprintf(path, sizeof path, "%s/%s", e->dir, log);
   pid_t pid = fork();
@@ -71,7 +71,7 @@ static pid_t qe_spawn(qenv *e, const char *log, char *const argv[]) {
   return pid;
 }
 
-static void qe_reap(pid_t pid, int sig) {
+static inline void qe_reap(pid_t pid, int sig) {
   if (pid <= 0) return;
   kill(pid, sig);
   int status;
@@ -80,7 +80,7 @@ static void qe_reap(pid_t pid, int sig) {
 }
 
 /* Starts the broker; the first start binds a free port and later starts reuse it. */
-static void qe_start_broker(qenv *e) {
+static inline void qe_start_broker(qenv *e) {
   char epfile[700], listen[300];
   snprintf(epfile, sizeof epfile, "%s/endpoint", e->dir);
   unlink(epfile);
@@ -125,7 +125,7 @@ static void qe_start_broker(qenv *e) {
 }
 
 /* Starts `reel worker` named `name` with extra arguments (NULL-terminated list). Returns its slot. */
-static int qe_start_worker(qenv *e, const char *name, ...) {
+static inline int qe_start_worker(qenv *e, const char *name, ...) {
   assert_true(e->nworkers < QE_MAX_WORKERS);
   char storage[700], log[64];
   snprintf(storage, sizeof storage, "file://%s", e->storage);
@@ -155,25 +155,25 @@ static int qe_start_worker(qenv *e, const char *name, ...) {
   return slot;
 }
 
-static void qe_kill_worker(qenv *e, int slot, int sig) {
+static inline void qe_kill_worker(qenv *e, int slot, int sig) {
   qe_reap(e->workers[slot], sig);
   e->workers[slot] = 0;
 }
 
-static void qe_kill_broker(qenv *e, int sig) {
+static inline void qe_kill_broker(qenv *e, int sig) {
   qe_reap(e->broker, sig);
   e->broker = 0;
 }
 
-static void qe_fini(qenv *e) {
+static inline void qe_fini(qenv *e) {
   for (int i = 0; i < e->nworkers; i++) qe_reap(e->workers[i], SIGKILL);
   qe_reap(e->broker, SIGKILL);
   if (!getenv("REEL_KEEP_TEST_DIR")) tu_rmtree(e->dir);
 }
 
 /* A client with short heartbeats; `tenant` may be NULL. Keys (Z85) may be NULL. */
-static reel_client *qe_client_keys(qenv *e, const char *tenant, const char *server_key, const char *pub,
-                                   const char *sec) {
+static inline reel_client *qe_client_keys(qenv *e, const char *tenant, const char *server_key, const char *pub,
+                                          const char *sec) {
   reel_client_options o;
   reel_client_options_init(&o);
   o.endpoint = e->endpoint;
@@ -190,10 +190,12 @@ static reel_client *qe_client_keys(qenv *e, const char *tenant, const char *serv
   return c;
 }
 
-static reel_client *qe_client(qenv *e, const char *tenant) { return qe_client_keys(e, tenant, NULL, NULL, NULL); }
+static inline reel_client *qe_client(qenv *e, const char *tenant) {
+  return qe_client_keys(e, tenant, NULL, NULL, NULL);
+}
 
 /* Submits a spec given as JSON text; returns the job id (malloc'd). */
-static char *qe_submit(reel_client *c, const char *spec_json) {
+static inline char *qe_submit(reel_client *c, const char *spec_json) {
   json_error_t je;
   json_t *spec = json_loads(spec_json, 0, &je);
   assert_non_null(spec);
@@ -209,7 +211,7 @@ static char *qe_submit(reel_client *c, const char *spec_json) {
 }
 
 /* STATUS; fails the test on error. Caller owns the record. */
-static json_t *qe_status(reel_client *c, const char *id) {
+static inline json_t *qe_status(reel_client *c, const char *id) {
   json_t *job = NULL;
   reel_error err;
   reel_error_clear(&err);
@@ -218,10 +220,10 @@ static json_t *qe_status(reel_client *c, const char *id) {
   return job;
 }
 
-static const char *qe_state(const json_t *job) { return json_string_value(json_object_get(job, "state")); }
+static inline const char *qe_state(const json_t *job) { return json_string_value(json_object_get(job, "state")); }
 
 /* Polls STATUS until the job's state is `want` (or any terminal state when want is NULL). */
-static json_t *qe_wait_state(reel_client *c, const char *id, const char *want, int64_t timeout_ms) {
+static inline json_t *qe_wait_state(reel_client *c, const char *id, const char *want, int64_t timeout_ms) {
   int64_t until = reel_now_ms() + timeout_ms;
   for (;;) {
     json_t *job = qe_status(c, id);
