@@ -280,6 +280,8 @@ int cmd_generate(int argc, char **argv) {
                    REEL_LOG_TEXT, 2);
 #ifdef REEL_HAVE_ENCODER
   reel_ffmpeg_route_logs();
+  /* SVT-AV1 prints a banner and its configuration to stderr unless told otherwise (1 = errors, 3 = info). */
+  setenv("SVT_LOG", verbose >= 2 ? "3" : "1", 0);
 #endif
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

@@ -21,7 +21,7 @@ const struct option reel_jobflags_options[] = {
     {"sampler", required_argument, NULL, REEL_JF_SAMPLER}, {"negative", required_argument, NULL, REEL_JF_NEGATIVE},
     {"codec", required_argument, NULL, REEL_JF_CODEC},     {"container", required_argument, NULL, REEL_JF_CONTAINER},
     {"crf", required_argument, NULL, REEL_JF_CRF},         {"preset", required_argument, NULL, REEL_JF_PRESET},
-    {"backend", required_argument, NULL, REEL_JF_BACKEND},
+    {"backend", required_argument, NULL, REEL_JF_BACKEND}, {"bitrate", required_argument, NULL, REEL_JF_BITRATE},
 };
 const size_t reel_jobflags_count = sizeof reel_jobflags_options / sizeof reel_jobflags_options[0];
 
@@ -52,6 +52,7 @@ static const struct {
     {"job.codec", "--codec"},
     {"job.container", "--container"},
     {"job.crf", "--crf"},
+    {"job.bitrate", "--bitrate"},
     {"job.preset", "--preset"},
     {"job.backend", "--backend"},
     {"job.prompt", "PROMPT"},
@@ -218,6 +219,11 @@ int reel_jobflags_apply(int opt, const char *arg, reel_jobspec *spec, reel_error
         return bad(err, REEL_ERANGE, "--crf", "must be an integer in 0..63, got '%.40s'", arg);
       spec->crf = (int)v;
       return 1;
+    case REEL_JF_BITRATE:
+      if (parse_long(arg, 1, 1000000, &v))
+        return bad(err, REEL_ERANGE, "--bitrate", "must be an integer in 1..1000000 (kbit/s), got '%.40s'", arg);
+      spec->bitrate = (int)v;
+      return 1;
     case REEL_JF_PRESET:
       for (const unsigned char *p = (const unsigned char *)arg; *p; p++)
         if (*p < 0x21 || *p > 0x7e)
@@ -262,8 +268,11 @@ void reel_jobflags_usage(FILE *f) {
           "  --negative TEXT    negative prompt\n"
           "  --codec NAME       one of: %s (default h264)\n"
           "  --container NAME   one of: %s (auto: mp4 for files, fragmented mp4 for streams)\n"
-          "  --crf N            constant rate factor, 0..63 within the codec's range (h264: 0..51, default 23)\n"
-          "  --preset NAME      encoder preset (h264: ultrafast..veryslow, default medium)\n"
+          "  --crf N            constant rate factor within the codec's range: h264 0..51 (default 23),\n"
+          "                     hevc 0..51 (28), av1 1..63 (35), vp9 0..63 (31)\n"
+          "  --bitrate KBPS     average bit rate in kbit/s, 1..1000000, instead of --crf\n"
+          "  --preset NAME      encoder preset: h264/hevc ultrafast..placebo (default medium),\n"
+          "                     av1 0..13 (8, higher is faster), vp9 0..8 (cpu-used, 4)\n"
           "  --backend NAME     one of: %s\n",
           lim.max_width, lim.max_height, lim.max_frames, lim.max_fps, lim.max_steps, samplers, codecs, containers,
           backends);

@@ -78,7 +78,7 @@ reel_status reel_jobspec_copy(reel_jobspec *dst, const reel_jobspec *src) {
 
 static const char *const known_fields[] = {
     "prompt", "negative_prompt", "model", "width", "height", "frames", "fps", "steps", "guidance", "shift",
-    "sampler", "seed", "codec", "container", "crf", "preset", "backend", "class", "priority", "idempotency_key",
+    "sampler", "seed", "codec", "container", "crf", "bitrate", "preset", "backend", "class", "priority", "idempotency_key",
     "output", "region", "deadline_ms", "preview_every", NULL};
 
 /* Copies an optional string field. */
@@ -131,6 +131,7 @@ reel_status reel_jobspec_from_json(const json_t *obj, const char *path, const re
   GET_INT("frames", 1, limits->max_frames, s.frames);
   GET_INT("steps", 1, limits->max_steps, s.steps);
   GET_INT("crf", 0, 63, s.crf);
+  GET_INT("bitrate", 1, 1000000, s.bitrate);
   GET_INT("priority", 0, 9, s.priority);
   GET_INT("preview_every", 0, 1000, s.preview_every);
 #undef GET_INT
@@ -204,6 +205,10 @@ reel_status reel_jobspec_validate(const reel_jobspec *s, const reel_job_limits *
   if (!isfinite(s->shift) || s->shift > 100.0 || (s->shift >= 0 && s->shift < 0.01))
     return reel_error_set(err, REEL_ERANGE, "job.shift", "must be in 0.01..100, got %g", s->shift);
   if (s->crf < -1 || s->crf > 63) return reel_error_set(err, REEL_ERANGE, "job.crf", "must be in 0..63, got %d", s->crf);
+  if (s->bitrate < 0 || s->bitrate > 1000000)
+    return reel_error_set(err, REEL_ERANGE, "job.bitrate", "must be in 1..1000000 kbit/s, got %d", s->bitrate);
+  if (s->bitrate && s->crf >= 0)
+    return reel_error_set(err, REEL_EINVAL, "job.bitrate", "cannot be combined with crf (%d): set one of them", s->crf);
   if (s->priority < 0 || s->priority > 9)
     return reel_error_set(err, REEL_ERANGE, "job.priority", "must be in 0..9, got %d", s->priority);
   if (s->deadline_ms < 0 || s->deadline_ms > limits->max_deadline_ms)
@@ -247,6 +252,7 @@ json_t *reel_jobspec_to_json(const reel_jobspec *s) {
   SET("codec", json_string(reel_codec_names[s->codec]));
   if (s->container != REEL_CONTAINER_AUTO) SET("container", json_string(reel_container_names[s->container]));
   if (s->crf >= 0) SET("crf", json_integer(s->crf));
+  if (s->bitrate) SET("bitrate", json_integer(s->bitrate));
   if (s->preset) SET("preset", json_string(s->preset));
   if (s->backend != REEL_BACKEND_AUTO) SET("backend", json_string(reel_backend_names[s->backend]));
   if (s->job_class != REEL_CLASS_INTERACTIVE) SET("class", json_string(reel_class_names[s->job_class]));

@@ -13,8 +13,11 @@
  * packets until EAGAIN, flush with a NULL frame until EOF, write the trailer.
  * EAGAIN and EOF are codes in that loop, never errors.
  *
- * Codecs and containers come from two tables below, so adding one (HEVC, AV1,
- * WebM) is a row, not new code paths. MP4 faststart moves the index to the front
+ * Codecs and containers come from two tables below, so adding one is a row,
+ * not new code paths: a codec row says which AVOption its preset sets, its CRF
+ * range and defaults, the options that keep it quiet and threaded, the
+ * containers and pixel formats it goes into and the MP4 sample entry to use
+ * (hvc1 for HEVC: Apple's players refuse hev1). MP4 faststart moves the index to the front
  * after encoding: the mov muxer re-opens its output for reading through
  * io_open, which we answer with a second AVIOContext on the same sink; each
  * AVIOContext keeps its own position and the sink is repositioned before each
@@ -44,22 +47,99 @@ enum { IO_BUF_SIZE = 256 * 1024, READ_BUF_SIZE = 64 * 1024 };
 
 #define CBIT(c) (1u << (unsigned)(c))
 
+typedef struct av_opt {
+  const char *key, *value;
+} av_opt;
+
 typedef struct codec_row {
   reel_codec codec;
-  const char *encoder;  /* libavcodec encoder name */
-  int crf_min, crf_max; /* accepted CRF range */
-  int crf_default;      /* used when options.crf == -1 */
+  const char *encoder;       /* libavcodec encoder name */
+  int crf_min, crf_max;      /* accepted CRF range */
+  int crf_default;           /* used when options.crf == -1 and no bitrate is set */
+  const char *preset_option; /* the encoder's AVOption that the preset sets */
   const char *preset_default;
-  const char *const *presets; /* accepted presets, NULL-terminated */
-  unsigned containers;        /* CBIT(reel_container) of containers that carry it */
+  const char *const *presets;  /* accepted presets, NULL-terminated */
+  const av_opt *extra;         /* options always set (quiet logs, threading), {NULL} terminated */
+  unsigned containers;         /* CBIT(reel_container) of containers that carry it */
+  unsigned pix_fmts;           /* CBIT(reel_pix_fmt) the encoder takes */
+  int min_size;                /* smallest width and height the encoder accepts */
+  uint32_t mp4_tag;            /* sample entry in MP4; 0 = the muxer's default */
+  int zero_bitrate_for_crf;    /* the encoder reads bit_rate > 0 as a cap on CRF: clear it */
+  int chroma_loc_in_container; /* the bitstream cannot say "centre-sited": tell the container only */
 } codec_row;
 
-static const char *const x264_presets[] = {"ultrafast", "superfast", "veryfast", "faster",  "fast", "medium",
+/* x264 and x265 share their preset names. */
+static const char *const x26x_presets[] = {"ultrafast", "superfast", "veryfast", "faster",  "fast", "medium",
                                            "slow",      "slower",    "veryslow", "placebo", NULL};
+/* SVT-AV1: 0 (slowest) .. 13 (fastest). */
+static const char *const svtav1_presets[] = {"0", "1", "2",  "3",  "4",  "5",  "6", "7",
+                                             "8", "9", "10", "11", "12", "13", NULL};
+/* libvpx-vp9: cpu-used 0 (slowest) .. 8 (fastest), with deadline=good. */
+static const char *const vp9_presets[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", NULL};
+
+static const av_opt x264_extra[] = {{NULL, NULL}};
+/* x265 writes its own banner and statistics to stderr unless told otherwise. */
+static const av_opt x265_extra[] = {{"x265-params", "log-level=error"}, {NULL, NULL}};
+static const av_opt svtav1_extra[] = {{NULL, NULL}};
+static const av_opt vp9_extra[] = {{"deadline", "good"}, {"row-mt", "1"}, {NULL, NULL}};
+
+#define MP4_ALL (CBIT(REEL_CONTAINER_MP4) | CBIT(REEL_CONTAINER_FMP4) | CBIT(REEL_CONTAINER_MKV))
+#define PIX_ALL (CBIT(REEL_PIX_YUV420P) | CBIT(REEL_PIX_YUV420P10))
 
 static const codec_row codec_table[] = {
-    {REEL_CODEC_H264, "libx264", 0, 51, 23, "medium", x264_presets,
-     CBIT(REEL_CONTAINER_MP4) | CBIT(REEL_CONTAINER_FMP4) | CBIT(REEL_CONTAINER_MKV)},
+    {.codec = REEL_CODEC_H264,
+     .encoder = "libx264",
+     .crf_min = 0,
+     .crf_max = 51,
+     .crf_default = 23,
+     .preset_option = "preset",
+     .preset_default = "medium",
+     .presets = x26x_presets,
+     .extra = x264_extra,
+     .containers = MP4_ALL,
+     .pix_fmts = PIX_ALL,
+     .min_size = 16},
+    {.codec = REEL_CODEC_HEVC,
+     .encoder = "libx265",
+     .crf_min = 0,
+     .crf_max = 51,
+     .crf_default = 28,
+     .preset_option = "preset",
+     .preset_default = "medium",
+     .presets = x26x_presets,
+     .extra = x265_extra,
+     .containers = MP4_ALL,
+     .pix_fmts = PIX_ALL,
+     .min_size = 16,
+     .mp4_tag = MKTAG('h', 'v', 'c', '1')},
+    /* SVT-AV1 refuses frames under 64 pixels on a side; crf 0 would mean "unset" to FFmpeg's wrapper. */
+    {.codec = REEL_CODEC_AV1,
+     .encoder = "libsvtav1",
+     .crf_min = 1,
+     .crf_max = 63,
+     .crf_default = 35,
+     .preset_option = "preset",
+     .preset_default = "8",
+     .presets = svtav1_presets,
+     .extra = svtav1_extra,
+     .containers = MP4_ALL | CBIT(REEL_CONTAINER_WEBM),
+     .pix_fmts = PIX_ALL,
+     .min_size = 64,
+     .chroma_loc_in_container = 1},
+    /* libvpx reads a bit rate next to crf as a cap ("constrained quality"): plain CRF needs bit_rate 0. */
+    {.codec = REEL_CODEC_VP9,
+     .encoder = "libvpx-vp9",
+     .crf_min = 0,
+     .crf_max = 63,
+     .crf_default = 31,
+     .preset_option = "cpu-used",
+     .preset_default = "4",
+     .presets = vp9_presets,
+     .extra = vp9_extra,
+     .containers = MP4_ALL | CBIT(REEL_CONTAINER_WEBM),
+     .pix_fmts = PIX_ALL,
+     .min_size = 16,
+     .zero_bitrate_for_crf = 1},
 };
 
 typedef struct container_row {
@@ -74,7 +154,11 @@ static const container_row container_table[] = {
     {REEL_CONTAINER_MP4, "mp4", "mp4", "+faststart", 1},
     {REEL_CONTAINER_FMP4, "fmp4", "mp4", "+frag_keyframe+empty_moov+default_base_moof", 0},
     {REEL_CONTAINER_MKV, "mkv", "matroska", NULL, 0},
+    {REEL_CONTAINER_WEBM, "webm", "webm", NULL, 0},
 };
+
+const char *const reel_pix_fmt_names[] = {"yuv420p", "yuv420p10le", NULL};
+static const enum AVPixelFormat av_pix_fmts[] = {AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUV420P10LE};
 
 static const codec_row *find_codec(reel_codec c) {
   for (size_t i = 0; i < sizeof codec_table / sizeof codec_table[0]; i++)
@@ -93,6 +177,13 @@ static const char *name_or(const char *const *names, int i, int count) {
 }
 #define CODEC_NAME(c)     name_or(reel_codec_names, (int)(c), 4)
 #define CONTAINER_NAME(c) name_or(reel_container_names, (int)(c), 5)
+#define PIX_NAME(p)       name_or(reel_pix_fmt_names, (int)(p), 2)
+
+/* "a, b, c" from a NULL-terminated list. */
+static void join_names(const char *const *names, char *buf, size_t size) {
+  buf[0] = '\0';
+  for (size_t i = 0; names[i]; i++) snprintf(buf + strlen(buf), size - strlen(buf), "%s%s", i ? ", " : "", names[i]);
+}
 
 /* One AVIOContext's view of the sink: its own position in a shared sink. */
 typedef struct sink_io {
@@ -107,6 +198,7 @@ struct reel_encoder {
   const codec_row *codec;
   const container_row *container;
   int width, height;
+  reel_pix_fmt pix;
   char *job_id;
   reel_sink *sink; /* borrowed */
   int seekable;
@@ -132,6 +224,7 @@ void reel_encoder_options_init(reel_encoder_options *o) {
   o->codec = REEL_CODEC_H264;
   o->container = REEL_CONTAINER_AUTO;
   o->crf = -1;
+  o->pix_fmt = REEL_PIX_YUV420P;
 }
 
 static reel_container resolve_container(reel_container c, int seekable) {
@@ -150,10 +243,12 @@ reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekab
     return reel_error_set(err, REEL_EUNSUPPORTED, "codec", "'%s' is not available in this build (available: %s)",
                           CODEC_NAME(o->codec), list);
   }
-  if (o->width < 16 || o->width > 8192 || o->width % 2)
-    return reel_error_set(err, REEL_ERANGE, "width", "must be even and in 16..8192, got %d", o->width);
-  if (o->height < 16 || o->height > 8192 || o->height % 2)
-    return reel_error_set(err, REEL_ERANGE, "height", "must be even and in 16..8192, got %d", o->height);
+  if (o->width < cr->min_size || o->width > 8192 || o->width % 2)
+    return reel_error_set(err, REEL_ERANGE, "width", "must be even and in %d..8192 for %s (%s), got %d", cr->min_size,
+                          CODEC_NAME(cr->codec), cr->encoder, o->width);
+  if (o->height < cr->min_size || o->height > 8192 || o->height % 2)
+    return reel_error_set(err, REEL_ERANGE, "height", "must be even and in %d..8192 for %s (%s), got %d", cr->min_size,
+                          CODEC_NAME(cr->codec), cr->encoder, o->height);
   if (o->fps_num < 1 || o->fps_num > 1000000 || o->fps_den < 1 || o->fps_den > 1000000 ||
       (double)o->fps_num / o->fps_den > 1000.0)
     return reel_error_set(err, REEL_ERANGE, "fps",
@@ -163,15 +258,24 @@ reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekab
   if (o->crf != -1 && (o->crf < cr->crf_min || o->crf > cr->crf_max))
     return reel_error_set(err, REEL_ERANGE, "crf", "must be in %d..%d for %s (%s), got %d", cr->crf_min, cr->crf_max,
                           CODEC_NAME(cr->codec), cr->encoder, o->crf);
+  if (o->bitrate < 0 || o->bitrate > 1000000)
+    return reel_error_set(err, REEL_ERANGE, "bitrate", "must be in 1..1000000 kbit/s (0 = use crf), got %d",
+                          o->bitrate);
+  if (o->bitrate && o->crf != -1)
+    return reel_error_set(err, REEL_EINVAL, "bitrate", "cannot be combined with crf (%d): set one of them", o->crf);
   if (o->preset && reel_name_index(cr->presets, o->preset) < 0) {
-    char list[256] = "";
-    for (size_t i = 0; cr->presets[i]; i++)
-      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", cr->presets[i]);
+    char list[256];
+    join_names(cr->presets, list, sizeof list);
     return reel_error_set(err, REEL_EINVAL, "preset", "'%.40s' is not a %s preset (one of: %s)", o->preset, cr->encoder,
                           list);
   }
   if (o->gop < 0 || o->gop > 100000)
     return reel_error_set(err, REEL_ERANGE, "gop", "must be in 0..100000 (0 = 2 seconds), got %d", o->gop);
+  if ((unsigned)o->pix_fmt > REEL_PIX_YUV420P10)
+    return reel_error_set(err, REEL_EINVAL, "pix_fmt", "must be yuv420p or yuv420p10le, got #%d", (int)o->pix_fmt);
+  if (!(cr->pix_fmts & CBIT(o->pix_fmt)))
+    return reel_error_set(err, REEL_EUNSUPPORTED, "pix_fmt", "%s (%s) cannot encode %s", CODEC_NAME(cr->codec),
+                          cr->encoder, PIX_NAME(o->pix_fmt));
   if (o->threads < 0 || o->threads > 256)
     return reel_error_set(err, REEL_ERANGE, "threads", "must be in 0..256 (0 = automatic), got %d", o->threads);
   reel_container c = resolve_container(o->container, seekable);
@@ -179,8 +283,15 @@ reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekab
   if (!ct)
     return reel_error_set(err, REEL_EUNSUPPORTED, "container", "'%s' is not available in this build",
                           CONTAINER_NAME(o->container));
-  if (!(cr->containers & CBIT(c)))
-    return reel_error_set(err, REEL_EINVAL, "container", "%s cannot carry %s", ct->name, CODEC_NAME(cr->codec));
+  if (!(cr->containers & CBIT(c))) {
+    char list[64] = "";
+    for (size_t i = 0; i < sizeof codec_table / sizeof codec_table[0]; i++)
+      if (codec_table[i].containers & CBIT(c))
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? " or " : "",
+                 CODEC_NAME(codec_table[i].codec));
+    return reel_error_set(err, REEL_EINVAL, "container", "%s carries only %s, not %s", ct->name, list,
+                          CODEC_NAME(cr->codec));
+  }
   if (ct->needs_seek && !seekable)
     return reel_error_set(err, REEL_EINVAL, "container", "%s needs an output that can seek; for streaming use fmp4",
                           ct->name);
@@ -331,13 +442,8 @@ static reel_status enc_send(struct reel_encoder *e, AVFrame *frame, reel_error *
   return drain(e, err);
 }
 
-static reel_status encode_rgb(struct reel_encoder *e, const uint8_t *rgb, int stride, reel_error *err) {
-  int64_t t0 = reel_now_ns();
-  int r = av_frame_make_writable(e->frame);
-  if (r < 0) return reel__av_fail(err, "frame", r, "getting a frame buffer");
-  AVFrame *f = e->frame;
-  reel__rgb24_to_yuv420p_bt709(rgb, (size_t)stride, e->width, e->height, f->data[0], (size_t)f->linesize[0], f->data[1],
-                               (size_t)f->linesize[1], f->data[2], (size_t)f->linesize[2]);
+/* Takes a filled e->frame: stamps it, encodes it, muxes what comes out. t0 is when conversion began. */
+static reel_status encode_frame(struct reel_encoder *e, int64_t t0, reel_error *err) {
   e->frame->pts = e->frames;
   int64_t t1 = reel_now_ns();
   e->convert_ns += t1 - t0;
@@ -345,6 +451,21 @@ static reel_status encode_rgb(struct reel_encoder *e, const uint8_t *rgb, int st
   e->encode_ns += reel_now_ns() - t1;
   if (st == REEL_OK) e->frames++;
   return st;
+}
+
+static reel_status encode_rgb(struct reel_encoder *e, const uint8_t *rgb, int stride, reel_error *err) {
+  int64_t t0 = reel_now_ns();
+  int r = av_frame_make_writable(e->frame);
+  if (r < 0) return reel__av_fail(err, "frame", r, "getting a frame buffer");
+  AVFrame *f = e->frame;
+  if (e->pix == REEL_PIX_YUV420P10)
+    reel__rgb24_to_yuv420p10_bt709(rgb, (size_t)stride, e->width, e->height, (uint16_t *)f->data[0],
+                                   (size_t)f->linesize[0], (uint16_t *)f->data[1], (size_t)f->linesize[1],
+                                   (uint16_t *)f->data[2], (size_t)f->linesize[2]);
+  else
+    reel__rgb24_to_yuv420p_bt709(rgb, (size_t)stride, e->width, e->height, f->data[0], (size_t)f->linesize[0],
+                                 f->data[1], (size_t)f->linesize[1], f->data[2], (size_t)f->linesize[2]);
+  return encode_frame(e, t0, err);
 }
 
 static reel_status check_push(struct reel_encoder *e, const void *rgb, size_t stride, size_t min_stride,
@@ -367,33 +488,60 @@ reel_status reel_encoder_push_rgb(reel_encoder *e, const uint8_t *rgb, size_t st
   return st;
 }
 
+/* REEL_ENONFINITE naming the first NaN or Inf, REEL_OK when every value is finite. */
+static reel_status check_finite(struct reel_encoder *e, const float *rgb, size_t stride, reel_error *err) {
+  size_t row = (size_t)e->width * 3;
+  for (int y = 0; y < e->height; y++) {
+    const float *s = rgb + (size_t)y * stride;
+    for (size_t i = 0; i < row; i++)
+      if (!isfinite(s[i]))
+        return reel_error_set(err, REEL_ENONFINITE, "rgb", "frame %lld pixel (%zu, %d) channel %zu is %s",
+                              (long long)e->frames, i / 3, y, i % 3, isnan(s[i]) ? "NaN" : "infinite");
+  }
+  return REEL_OK;
+}
+
 reel_status reel_encoder_push_rgbf(reel_encoder *e, const float *rgb, size_t stride, reel_error *err) {
   reel_status st = check_push(e, rgb, stride, e ? (size_t)e->width * 3 : 0, err);
   if (st != REEL_OK) return st;
+  if ((st = check_finite(e, rgb, stride, err))) goto fail;
+  if (e->pix == REEL_PIX_YUV420P10) {
+    /* Straight from float: 10 bits keep what a detour through 8-bit RGB would drop. */
+    int64_t t0 = reel_now_ns();
+    int r = av_frame_make_writable(e->frame);
+    if (r < 0) {
+      st = reel__av_fail(err, "frame", r, "getting a frame buffer");
+      goto fail;
+    }
+    AVFrame *f = e->frame;
+    reel__rgbf_to_yuv420p10_bt709(rgb, stride, e->width, e->height, (uint16_t *)f->data[0], (size_t)f->linesize[0],
+                                  (uint16_t *)f->data[1], (size_t)f->linesize[1], (uint16_t *)f->data[2],
+                                  (size_t)f->linesize[2]);
+    st = encode_frame(e, t0, err);
+    if (st != REEL_OK) goto fail;
+    return REEL_OK;
+  }
   size_t row = (size_t)e->width * 3;
   if (!e->rgb_tmp) {
     e->rgb_tmp = reel_malloc(row * (size_t)e->height);
     if (!e->rgb_tmp) {
-      e->state = ENC_FAILED;
-      return reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d staging frame", e->width, e->height);
+      st = reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d staging frame", e->width, e->height);
+      goto fail;
     }
   }
   for (int y = 0; y < e->height; y++) {
     const float *s = rgb + (size_t)y * stride;
     uint8_t *d = e->rgb_tmp + (size_t)y * row;
     for (size_t i = 0; i < row; i++) {
-      float v = s[i];
-      if (!isfinite(v)) {
-        e->state = ENC_FAILED;
-        return reel_error_set(err, REEL_ENONFINITE, "rgb", "frame %lld pixel (%zu, %d) channel %zu is %s",
-                              (long long)e->frames, i / 3, y, i % 3, isnan(v) ? "NaN" : "infinite");
-      }
-      v = v * 255.0f + 0.5f;
+      float v = s[i] * 255.0f + 0.5f;
       d[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
     }
   }
   st = encode_rgb(e, e->rgb_tmp, (int)row, err);
-  if (st != REEL_OK) e->state = ENC_FAILED;
+  if (st != REEL_OK) goto fail;
+  return REEL_OK;
+fail:
+  e->state = ENC_FAILED;
   return st;
 }
 
@@ -427,6 +575,7 @@ reel_status reel_encoder_finish(reel_encoder *e, reel_encoder_stats *stats, reel
     stats->encode_seconds = (double)e->encode_ns / 1e9;
     snprintf(stats->encoder, sizeof stats->encoder, "%s", e->codec->encoder);
     snprintf(stats->container, sizeof stats->container, "%s", e->container->name);
+    snprintf(stats->pix_fmt, sizeof stats->pix_fmt, "%s", PIX_NAME(e->pix));
   }
   reel_log(e->owner.log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoding finished",
            "frames=%lld packets=%lld bytes=%llu encoder=%s container=%s", (long long)e->frames, (long long)e->packets,
@@ -474,6 +623,7 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   e->container = find_container(resolve_container(o->container, seekable));
   e->width = o->width;
   e->height = o->height;
+  e->pix = o->pix_fmt;
   e->sink = sink;
   e->seekable = seekable;
   e->wio.enc = e;
@@ -519,7 +669,7 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   c->opaque = &e->owner;
   c->width = o->width;
   c->height = o->height;
-  c->pix_fmt = AV_PIX_FMT_YUV420P;
+  c->pix_fmt = av_pix_fmts[e->pix];
   c->sample_aspect_ratio = (AVRational){1, 1};
   c->time_base = (AVRational){o->fps_den, o->fps_num};
   c->framerate = (AVRational){o->fps_num, o->fps_den};
@@ -529,12 +679,20 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   c->color_trc = AVCOL_TRC_BT709;
   c->colorspace = AVCOL_SPC_BT709;
   c->color_range = AVCOL_RANGE_MPEG;
-  c->chroma_sample_location = AVCHROMA_LOC_CENTER;
+  c->chroma_sample_location = e->codec->chroma_loc_in_container ? AVCHROMA_LOC_UNSPECIFIED : AVCHROMA_LOC_CENTER;
   if (e->fmt->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-  char crf[16];
-  snprintf(crf, sizeof crf, "%d", o->crf >= 0 ? o->crf : e->codec->crf_default);
-  if (av_dict_set(&copts, "preset", o->preset ? o->preset : e->codec->preset_default, 0) < 0 ||
-      av_dict_set(&copts, "crf", crf, 0) < 0) {
+  char crf[16] = "", preset[16];
+  snprintf(preset, sizeof preset, "%s", o->preset ? o->preset : e->codec->preset_default);
+  if (o->bitrate) {
+    c->bit_rate = (int64_t)o->bitrate * 1000;
+  } else {
+    snprintf(crf, sizeof crf, "%d", o->crf >= 0 ? o->crf : e->codec->crf_default);
+    if (e->codec->zero_bitrate_for_crf) c->bit_rate = 0;
+  }
+  int bad =
+      av_dict_set(&copts, e->codec->preset_option, preset, 0) < 0 || (crf[0] && av_dict_set(&copts, "crf", crf, 0) < 0);
+  for (const av_opt *x = e->codec->extra; x->key && !bad; x++) bad = av_dict_set(&copts, x->key, x->value, 0) < 0;
+  if (bad) {
     st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
     goto fail;
   }
@@ -556,6 +714,8 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
     st = reel__av_fail(err, "codec", r, "copying codec parameters");
     goto fail;
   }
+  if (e->codec->mp4_tag && !strcmp(e->container->muxer, "mp4")) e->st->codecpar->codec_tag = e->codec->mp4_tag;
+  e->st->codecpar->chroma_location = AVCHROMA_LOC_CENTER; /* Matroska/WebM write it down */
   e->st->time_base = c->time_base;
   e->st->avg_frame_rate = c->framerate;
   e->st->sample_aspect_ratio = c->sample_aspect_ratio;
@@ -570,14 +730,14 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
     goto fail;
   }
 
-  e->frame->format = AV_PIX_FMT_YUV420P;
+  e->frame->format = c->pix_fmt;
   e->frame->width = o->width;
   e->frame->height = o->height;
   e->frame->color_primaries = c->color_primaries;
   e->frame->color_trc = c->color_trc;
   e->frame->colorspace = c->colorspace;
   e->frame->color_range = c->color_range;
-  e->frame->chroma_location = c->chroma_sample_location;
+  e->frame->chroma_location = AVCHROMA_LOC_CENTER;
   r = av_frame_get_buffer(e->frame, 0);
   if (r < 0) {
     st = reel__av_fail(err, "frame", r, "allocating a frame");
@@ -586,9 +746,9 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   av_dict_free(&copts);
   av_dict_free(&mopts);
   reel_log(o->log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoder opened",
-           "encoder=%s container=%s width=%d height=%d fps=%d/%d crf=%s preset=%s gop=%d url=%s", e->codec->encoder,
-           e->container->name, o->width, o->height, o->fps_num, o->fps_den, crf,
-           o->preset ? o->preset : e->codec->preset_default, c->gop_size, reel_sink_url(sink));
+           "encoder=%s container=%s width=%d height=%d fps=%d/%d pix_fmt=%s crf=%s bitrate=%d preset=%s gop=%d url=%s",
+           e->codec->encoder, e->container->name, o->width, o->height, o->fps_num, o->fps_den, PIX_NAME(e->pix),
+           crf[0] ? crf : "-", o->bitrate, preset, c->gop_size, reel_sink_url(sink));
   *out = e;
   return REEL_OK;
 fail:

@@ -34,7 +34,8 @@ static uint64_t pick_seed(void) {
 #ifdef REEL_HAVE_ENCODER
 /* Encoder errors about job fields are reported as "job.<field>" like the spec's own. */
 static void job_field(reel_error *err) {
-  static const char *const job_fields[] = {"width", "height", "fps", "crf", "preset", "codec", "container", NULL};
+  static const char *const job_fields[] = {"width",  "height", "fps",       "crf", "bitrate",
+                                           "preset", "codec",  "container", NULL};
   if (err && reel_name_index(job_fields, err->field) >= 0) reel_error_prefix_field(err, "job", '.');
 }
 
@@ -84,6 +85,7 @@ static void encoder_options(const reel_jobspec *spec, const reel_generate_result
   eo->fps_num = res->fps_num;
   eo->fps_den = res->fps_den;
   eo->crf = spec->crf;
+  eo->bitrate = spec->bitrate;
   eo->preset = spec->preset;
   eo->threads = o ? o->threads : 0;
   eo->log = o ? o->log : NULL;

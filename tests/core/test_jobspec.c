@@ -46,6 +46,35 @@ static void test_full_spec(void **state) {
   reel_jobspec_fini(&s);
 }
 
+/* The encoder fields: bit rate instead of CRF, through JSON and back. */
+static void test_encoder_fields_round_trip(void **state) {
+  (void)state;
+  reel_jobspec s, t;
+  reel_jobspec_init(&s);
+  reel_jobspec_init(&t);
+  reel_error err;
+  reel_error_clear(&err);
+  assert_int_equal(parse_spec("{\"prompt\":\"p\",\"codec\":\"vp9\",\"container\":\"webm\",\"bitrate\":2500}", &s, &err),
+                   REEL_OK);
+  assert_int_equal(s.bitrate, 2500);
+  assert_int_equal(s.crf, -1);
+  json_t *o = reel_jobspec_to_json(&s);
+  assert_int_equal(json_integer_value(json_object_get(o, "bitrate")), 2500);
+  assert_null(json_object_get(o, "crf"));
+  assert_int_equal(reel_jobspec_from_json(o, "job", NULL, &t, &err), REEL_OK);
+  json_decref(o);
+  assert_int_equal(t.bitrate, 2500);
+  assert_int_equal(t.codec, REEL_CODEC_VP9);
+  assert_int_equal(t.container, REEL_CONTAINER_WEBM);
+  /* Unset, it stays out of the JSON. */
+  s.bitrate = 0;
+  o = reel_jobspec_to_json(&s);
+  assert_null(json_object_get(o, "bitrate"));
+  json_decref(o);
+  reel_jobspec_fini(&t);
+  reel_jobspec_fini(&s);
+}
+
 static void expect_error(const char *text, reel_status code, const char *field) {
   reel_jobspec s;
   reel_jobspec_init(&s);
@@ -69,6 +98,9 @@ static void test_rejections(void **state) {
   expect_error("{\"prompt\":\"x\",\"codec\":\"h264\",\"container\":\"webm\"}", REEL_EINVAL, "job.container");
   expect_error("{\"prompt\":\"x\",\"region\":\"eu west\"}", REEL_EINVAL, "job.region");
   expect_error("{\"prompt\":\"x\",\"fps\":0.5}", REEL_ERANGE, "job.fps");
+  expect_error("{\"prompt\":\"x\",\"bitrate\":0}", REEL_ERANGE, "job.bitrate");
+  expect_error("{\"prompt\":\"x\",\"bitrate\":1000001}", REEL_ERANGE, "job.bitrate");
+  expect_error("{\"prompt\":\"x\",\"bitrate\":800,\"crf\":20}", REEL_EINVAL, "job.bitrate");
   expect_error("{\"prompt\":\"a\\u0000b\"}", REEL_EINVAL, "job.prompt");
   char big[9000 + 32];
   strcpy(big, "{\"prompt\":\"");
@@ -109,6 +141,7 @@ static void test_parse_size(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full_spec),
+      cmocka_unit_test(test_encoder_fields_round_trip),
       cmocka_unit_test(test_rejections),
       cmocka_unit_test(test_alloc_failures_do_not_leak),
       cmocka_unit_test(test_parse_size),

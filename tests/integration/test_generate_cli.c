@@ -48,7 +48,8 @@ static json_t *ffprobe(const fixture *f, const char *file) {
   char cmd[1024], *out = NULL;
   snprintf(cmd, sizeof cmd,
            "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
-           "stream=codec_name,width,height,nb_read_frames,pix_fmt,color_space,color_primaries,color_transfer,"
+           "stream=codec_name,codec_tag_string,width,height,nb_read_frames,pix_fmt,color_space,color_primaries,color_"
+           "transfer,"
            "color_range,avg_frame_rate -of json '%s/%s'",
            f->dir, file);
   assert_int_equal(tu_run(cmd, &out), 0);
@@ -110,6 +111,41 @@ static void test_size_frames_fps_follow_flags(void **state) {
   assert_string_equal(str(s, "nb_read_frames"), "7");
   assert_string_equal(str(s, "avg_frame_rate"), "30000/1001");
   json_decref(s);
+}
+
+static void expect_usage_error(const fixture *f, const char *args, const char *needle);
+
+/* --codec and the output's extension pick codec and container; --bitrate replaces --crf. */
+static void test_codecs_and_bitrate(void **state) {
+  fixture *f = *state;
+  static const struct {
+    const char *args, *file, *codec, *tag;
+  } cases[] = {
+      {"--codec hevc --preset ultrafast", "h.mp4", "hevc", "hvc1"},
+      {"--codec vp9 --preset 8", "v.webm", "vp9", NULL},
+      {"--codec av1 --preset 12 --bitrate 300", "a.mkv", "av1", NULL},
+      {"--bitrate 400 --container fmp4", "b.mp4", "h264", "avc1"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char args[256], *out = NULL;
+    snprintf(args, sizeof args, "generate -q --size 128x96 --frames 5 %s -o %s p", cases[i].args, cases[i].file);
+    int rc = run_reel(f, args, 1, &out);
+    if (rc != 0) fail_msg("reel %s exited %d: %s", args, rc, out);
+    assert_string_equal(out, ""); /* -q: no encoder chatter (x265, SVT-AV1) either */
+    free(out);
+    json_t *s = ffprobe(f, cases[i].file);
+    assert_string_equal(str(s, "codec_name"), cases[i].codec);
+    assert_string_equal(str(s, "nb_read_frames"), "5");
+    assert_string_equal(str(s, "color_primaries"), "bt709");
+    assert_string_equal(str(s, "color_range"), "tv");
+    if (cases[i].tag) assert_string_equal(str(s, "codec_tag_string"), cases[i].tag);
+    json_decref(s);
+  }
+  expect_usage_error(f, "--bitrate 500 --crf 20 -o x.mp4 p", "--bitrate: cannot be combined with crf");
+  expect_usage_error(f, "--bitrate 0 -o x.mp4 p", "--bitrate: must be an integer in 1..1000000");
+  expect_usage_error(f, "--codec av1 --crf 0 -o x.mp4 p", "--crf: must be in 1..63 for av1");
+  expect_usage_error(f, "--codec vp9 --preset slow -o x.mp4 p", "--preset: 'slow' is not a libvpx-vp9 preset");
+  expect_usage_error(f, "--codec h264 -o x.webm p", "--container: webm carries only");
 }
 
 static json_t *generate_json(const fixture *f, const char *args) {
@@ -211,6 +247,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_generate_mp4, setup, teardown),
       cmocka_unit_test_setup_teardown(test_size_frames_fps_follow_flags, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_codecs_and_bitrate, setup, teardown),
       cmocka_unit_test_setup_teardown(test_json_output, setup, teardown),
       cmocka_unit_test_setup_teardown(test_same_seed_same_bytes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_flags, setup, teardown),

@@ -171,8 +171,19 @@ static void test_errors_name_job_fields(void **state) {
   assert_int_equal(reel_jobspec_set_str(&spec.preset, "warp"), REEL_OK);
   expect_field(f, &spec, REEL_EINVAL, "job.preset");
   assert_int_equal(reel_jobspec_set_str(&spec.preset, NULL), REEL_OK);
+  /* Limits that depend on the codec: AV1's CRF starts at 1 and its frames at 64 pixels; VP9 presets are numbers. */
   spec.codec = REEL_CODEC_AV1;
-  expect_field(f, &spec, REEL_EUNSUPPORTED, "job.codec");
+  spec.crf = 0;
+  expect_field(f, &spec, REEL_ERANGE, "job.crf");
+  spec.crf = -1;
+  spec.width = 32;
+  spec.height = 32;
+  expect_field(f, &spec, REEL_ERANGE, "job.width");
+  spec.width = spec.height = 0;
+  spec.codec = REEL_CODEC_VP9;
+  assert_int_equal(reel_jobspec_set_str(&spec.preset, "medium"), REEL_OK);
+  expect_field(f, &spec, REEL_EINVAL, "job.preset");
+  assert_int_equal(reel_jobspec_set_str(&spec.preset, NULL), REEL_OK);
   spec.codec = REEL_CODEC_H264;
   assert_int_equal(reel_jobspec_set_str(&spec.model, "wan2.1-t2v-14b"), REEL_OK);
   expect_field(f, &spec, REEL_ENOTFOUND, "job.model");

@@ -61,6 +61,7 @@ typedef struct reel_jobspec {
   reel_codec codec;
   reel_container container;
   int crf;               /* -1 = codec default */
+  int bitrate;           /* average video bit rate, kbit/s, instead of crf; 0 = use crf */
   char *preset;          /* encoder preset; NULL = default; owned */
   reel_backend_kind backend;
   reel_job_class job_class;

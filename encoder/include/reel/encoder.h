@@ -4,10 +4,16 @@
  * FFmpeg header appears here).
  *
  * An encoding session takes frames (8-bit RGB24, or float RGB in [0, 1]) in host
- * memory, converts them to 4:2:0 YUV (BT.709, limited range, tagged as such),
- * encodes them and muxes the packets into a container that is written through a
- * reel_sink as it is produced. A seekable sink gets a regular MP4 with the index
- * moved to the front (faststart); a streaming sink gets fragmented MP4.
+ * memory, converts them to 4:2:0 YUV (BT.709, limited range, tagged as such; 8 or
+ * 10 bits), encodes them and muxes the packets into a container that is written
+ * through a reel_sink as it is produced. A seekable sink gets a regular MP4 with
+ * the index moved to the front (faststart); a streaming sink gets fragmented MP4.
+ *
+ *   codec  encoder      crf (default)  presets (default)                containers
+ *   h264   libx264      0..51 (23)     ultrafast..placebo (medium)      mp4 fmp4 mkv
+ *   hevc   libx265      0..51 (28)     ultrafast..placebo (medium)      mp4 fmp4 mkv   (tagged hvc1 in MP4)
+ *   av1    libsvtav1    1..63 (35)     0..13 (8), 64x64 pixels at least mp4 fmp4 mkv webm
+ *   vp9    libvpx-vp9   0..63 (31)     0..8 = cpu-used (4)              mp4 fmp4 mkv webm
  *
  *   reel_encoder_options o;
  *   reel_encoder_options_init(&o);
@@ -40,14 +46,21 @@ extern "C" {
 
 typedef struct reel_encoder reel_encoder;
 
+/* Pixel format of the encoded video (both 4:2:0, BT.709 limited range). */
+typedef enum { REEL_PIX_YUV420P = 0, REEL_PIX_YUV420P10 } reel_pix_fmt;
+/* "yuv420p", "yuv420p10le" (FFmpeg's names), indexed by reel_pix_fmt, NULL-terminated. */
+extern const char *const reel_pix_fmt_names[];
+
 typedef struct reel_encoder_options {
-  reel_codec codec;         /* REEL_CODEC_H264 (libx264) */
+  reel_codec codec;         /* REEL_CODEC_H264 (default), _HEVC, _AV1, _VP9; see the table above */
   reel_container container; /* AUTO: MP4 when the sink can seek, fragmented MP4 otherwise */
-  int width, height;        /* pixels, even, 16..8192 */
+  int width, height;        /* pixels, even, 16..8192 (AV1: 64..8192) */
   int fps_num, fps_den;     /* frame rate as a fraction (24/1, 30000/1001), each 1..1000000, rate <= 1000 */
-  int crf;                  /* constant rate factor; -1 = the codec's default (libx264: 23) */
-  const char *preset;       /* encoder preset; NULL = the codec's default (libx264: "medium"); borrowed */
+  int crf;                  /* constant rate factor; -1 = the codec's default (unless bitrate is set) */
+  int bitrate;              /* average bit rate in kbit/s, 1..1000000, instead of crf; 0 = use crf */
+  const char *preset;       /* encoder preset; NULL = the codec's default; borrowed */
   int gop;                  /* frames between keyframes; 0 = about 2 seconds */
+  reel_pix_fmt pix_fmt;     /* REEL_PIX_YUV420P (default) or REEL_PIX_YUV420P10 */
   int threads;              /* encoder threads; 0 = automatic */
   const reel_logger *log;   /* may be NULL; borrowed */
   const char *job_id;       /* for log records; may be NULL; borrowed */
@@ -61,16 +74,18 @@ typedef struct reel_encoder_stats {
   double convert_seconds; /* time in colour conversion */
   double encode_seconds;  /* time in the encoder and muxer, flush and trailer included */
   char encoder[32];       /* libavcodec encoder used ("libx264") */
-  char container[16];     /* container written ("mp4", "fmp4") */
+  char container[16];     /* container written ("mp4", "fmp4", "mkv", "webm") */
+  char pix_fmt[16];       /* "yuv420p", "yuv420p10le" */
 } reel_encoder_stats;
 
-/* Defaults: H.264, container AUTO, crf -1, everything else 0/NULL (width, height and fps must be set). */
+/* Defaults: H.264, container AUTO, crf -1, yuv420p, everything else 0/NULL (width, height and fps must be set). */
 void reel_encoder_options_init(reel_encoder_options *o);
 
 /*
  * Checks options without opening anything; `seekable` says whether the sink
  * can seek (for the container choice). Errors name the field ("width", "crf",
- * "preset", "container") and the limit.
+ * "bitrate", "preset", "container", "pix_fmt") and the limit; a container that
+ * cannot carry the codec (H.264 in WebM) is REEL_EINVAL on "container".
  */
 reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekable, reel_error *err);
 
