@@ -137,6 +137,8 @@ static const reel_backend_ops cpu_ops = {
     .lincomb = reel__cpu_lincomb,
     .conv3d = reel__cpu_conv3d,
     .clamp = reel__cpu_clamp,
+    .noise = reel__cpu_noise,
+    .rgb_to_yuv420 = reel__cpu_rgb_to_yuv420,
 };
 
 reel_backend *reel__cpu_backend_new(int threads, reel_error *err) {

@@ -97,5 +97,9 @@ reel_status reel__cpu_conv3d(reel_backend *b, const reel_tensor *x, const reel_t
                              const reel_conv3d_params *p, reel_tensor *out, reel_error *err);
 reel_status reel__cpu_clamp(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out,
                             reel_error *err);
+/* Noise and colour conversion (cpu_noise.c, cpu_colour.c). */
+reel_status reel__cpu_noise(reel_backend *b, uint64_t seed, uint64_t offset, reel_tensor *out, reel_error *err);
+reel_status reel__cpu_rgb_to_yuv420(reel_backend *b, const reel_tensor *rgb, const reel__yuv_coefs *k, reel_tensor *y,
+                                    reel_tensor *u, reel_tensor *v, reel_error *err);
 
 #endif

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The CUDA backend: device buffers (cudaMalloc), transfers and copies on the
- * backend's stream, the scratch workspace, and the function table. The op
- * families live in matmul.cu, elementwise.cu and norm.cu.
+ * backend's stream, the scratch workspace, the options and the function table.
+ * The op families live in one .cu each: matmul, elementwise (with clamp), norm,
+ * rope, modulate (and gated_add), lincomb, attention, conv3d, noise, colour.
  */
 #include <stdio.h>
 #include <string.h>
@@ -111,11 +112,27 @@ void *reel__cuda_scratch(reel_backend *b, size_t bytes, reel_error *err) {
   return p;
 }
 
+static reel_status cuda_set_option(reel_backend *b, const char *key, const char *value, reel_error *err) {
+  reel__cuda *c = reel__cuda_of(b);
+  if (strcmp(key, "attention") == 0) {
+    if (strcmp(value, "auto") == 0)
+      c->attn_path = REEL__CUDA_ATTN_AUTO;
+    else if (strcmp(value, "mma") == 0)
+      c->attn_path = REEL__CUDA_ATTN_MMA;
+    else if (strcmp(value, "simt") == 0)
+      c->attn_path = REEL__CUDA_ATTN_SIMT;
+    else
+      return reel_error_set(err, REEL_EINVAL, "attention", "must be auto, mma or simt, got \"%s\"", value);
+    return REEL_OK;
+  }
+  return reel_error_set(err, REEL_ENOTFOUND, key, "unknown option of backend %s (attention)", b->name);
+}
+
 static reel_backend_ops make_ops(void) {
   reel_backend_ops o;
   memset(&o, 0, sizeof o);
   o.destroy = cuda_destroy;
-  o.set_option = NULL;
+  o.set_option = cuda_set_option;
   o.buffer_alloc = cuda_alloc;
   o.buffer_free = cuda_free;
   o.upload = cuda_upload;
@@ -131,6 +148,15 @@ static reel_backend_ops make_ops(void) {
   o.layer_norm = reel__cuda_layer_norm;
   o.rms_norm = reel__cuda_rms_norm;
   o.copy_tensor = reel__cuda_copy_tensor;
+  o.rope = reel__cuda_rope;
+  o.attention = reel__cuda_attention;
+  o.modulate = reel__cuda_modulate;
+  o.gated_add = reel__cuda_gated_add;
+  o.lincomb = reel__cuda_lincomb;
+  o.conv3d = reel__cuda_conv3d;
+  o.clamp = reel__cuda_clamp;
+  o.noise = reel__cuda_noise;
+  o.rgb_to_yuv420 = reel__cuda_rgb_to_yuv420;
   return o;
 }
 
@@ -140,8 +166,8 @@ static reel_status cuda_init(reel_backend *b, reel__cuda *c, int device, reel_er
   REEL_CUDA_CHECK(cudaSetDevice(device));
   REEL_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   REEL_CUBLAS_CHECK(cublasLtCreate(&c->lt));
-  (void)b;
-  return REEL_OK;
+  REEL_CUDA_CHECK(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, device));
+  return reel__cuda_attention_init(b, err);
 }
 
 extern "C" reel_backend *reel__cuda_backend_new(int device, reel_error *err) {

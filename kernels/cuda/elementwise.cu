@@ -79,3 +79,32 @@ extern "C" reel_status reel__cuda_convert(reel_backend *b, const reel_tensor *sr
   d.buf = &fake;
   return run_ew(b, EW_COPY, &d, src, NULL, err);
 }
+
+/* clamp: min(max(x, lo), hi) with the CPU op's comparisons, so NaN passes through. */
+__global__ void clamp_kernel(reel__cuda_iter it, void *out, int odt, const void *x, int xdt, float lo, float hi,
+                             int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t off[3];
+    reel__iter_offsets(it, 2, i, off);
+    float v = reel__ld(x, xdt, off[1]);
+    if (v < lo) v = lo;
+    if (v > hi) v = hi;
+    reel__st(out, odt, off[0], v);
+  }
+}
+
+extern "C" reel_status reel__cuda_clamp(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out,
+                                        reel_error *err) {
+  REEL_CUDA_CHECK(reel__cuda_use(b));
+  const reel_tensor *opsv[2] = {out, x};
+  reel__iter it;
+  reel__iter_init(&it, out->ndim, out->shape, 2, opsv);
+  reel__cuda_iter ci;
+  reel__cuda_iter_from(&ci, &it);
+  int64_t n = reel_tensor_numel(out);
+  clamp_kernel<<<reel__cuda_blocks(n), 256, 0, reel__cuda_of(b)->stream>>>(ci, reel__tensor_data(out), out->dtype,
+                                                                           reel__tensor_data(x), x->dtype, lo, hi, n);
+  REEL_CUDA_CHECK_LAUNCH();
+  reel__backend_set_path(b, "cuda-clamp");
+  return REEL_OK;
+}

@@ -37,7 +37,7 @@ typedef struct lt_operand {
 /* D = alpha * op(A) op(B) (column-major, m x n), `batch` times with the given strides. */
 static reel_status lt_matmul(reel_backend *b, int64_t m, int64_t n, int64_t k, const lt_operand *A, const lt_operand *B,
                              void *D, reel_dtype ddt, int64_t ldd, int64_t d_stride, int batch, float alpha,
-                             void *ws, reel_error *err) {
+                             const void *bias, void *ws, reel_error *err) {
   reel__cuda *c = reel__cuda_of(b);
   cublasLtMatmulDesc_t op = NULL;
   cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
@@ -62,6 +62,12 @@ static reel_status lt_matmul(reel_backend *b, int64_t m, int64_t n, int64_t k, c
   LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
   LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+  if (bias) {
+    /* One value per row of the column-major D (per output feature), in D's dtype. */
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  }
   for (int i = 0; i < 2; i++) {
     const lt_operand *o = ops2[i];
     LT_TRY(cublasLtMatrixLayoutCreate(lays[i], cuda_type(o->dt), (uint64_t)o->rows, (uint64_t)o->cols, o->ld));
@@ -125,6 +131,56 @@ static void set_path(reel_backend *b, reel_dtype cdt) {
 
 static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 
+extern "C" size_t reel__cuda_gemm_ws_bytes(void) { return LT_WORKSPACE; }
+
+extern "C" reel_status reel__cuda_gemm_nt(reel_backend *b, int64_t M, int64_t N, int64_t K, const void *a,
+                                          int64_t lda, const void *w, int64_t ldw, reel_dtype in_dt, void *c,
+                                          int64_t ldc, reel_dtype out_dt, const void *bias, void *ws,
+                                          reel_error *err) {
+  lt_operand A = {w, in_dt, K, N, ldw, 0, 1};
+  lt_operand B = {a, in_dt, K, M, lda, 0, 0};
+  reel_status st = lt_matmul(b, N, M, K, &A, &B, c, out_dt, ldc, 0, 1, 1.0f, bias, ws, err);
+  if (st == REEL_EUNSUPPORTED && bias) {
+    /* No algorithm with the bias epilogue: plain product, then a broadcast add over the rows. */
+    st = lt_matmul(b, N, M, K, &A, &B, c, out_dt, ldc, 0, 1, 1.0f, NULL, ws, err);
+    if (st == REEL_OK) {
+      reel_buffer cb, bb;
+      memset(&cb, 0, sizeof cb);
+      memset(&bb, 0, sizeof bb);
+      cb.backend = bb.backend = b;
+      cb.data = c;
+      bb.data = (void *)bias;
+      reel_tensor tc, tb;
+      int64_t cs[2] = {M, N};
+      reel_tensor_init(&tc, out_dt, 2, cs, &cb, 0, NULL);
+      tc.stride[0] = ldc;
+      reel_tensor_init(&tb, out_dt, 1, &N, &bb, 0, NULL);
+      st = reel__cuda_binary(b, REEL__BINARY_ADD, &tc, &tb, &tc, err);
+    }
+  }
+  if (st == REEL_OK) set_path(b, in_dt);
+  return st;
+}
+
+/*
+ * The bias as cuBLASLt's epilogue reads it: contiguous, in the output's dtype,
+ * 16-byte aligned. Used in place when it already is; otherwise converted into
+ * `scratch` (at least N * 4 bytes, 256-aligned). NULL for no bias.
+ */
+static reel_status bias_for_epilogue(reel_backend *b, const reel_tensor *bias, reel_dtype odt, void *scratch,
+                                     const void **out, reel_error *err) {
+  *out = NULL;
+  if (!bias) return REEL_OK;
+  const void *p = reel__tensor_data(bias);
+  if (bias->dtype == odt && (bias->shape[0] <= 1 || bias->stride[0] == 1) && ((uintptr_t)p % 16) == 0) {
+    *out = p;
+    return REEL_OK;
+  }
+  reel_status st = reel__cuda_convert(b, bias, scratch, odt, err);
+  if (st == REEL_OK) *out = scratch;
+  return st;
+}
+
 extern "C" reel_status reel__cuda_matmul(reel_backend *b, const reel_tensor *x, const reel_tensor *w,
                                          const reel_tensor *bias, reel_tensor *out, reel_error *err) {
   REEL_CUDA_CHECK(reel__cuda_use(b));
@@ -146,8 +202,12 @@ extern "C" reel_status reel__cuda_matmul(reel_backend *b, const reel_tensor *x, 
       break;
     }
   size_t conv = x->dtype != cdt ? align256((size_t)(M * K) * reel_dtype_size(cdt)) : 0;
-  char *ws = (char *)reel__cuda_scratch(b, conv + LT_WORKSPACE, err);
+  size_t bconv = bias ? align256((size_t)N * 4) : 0;
+  char *ws = (char *)reel__cuda_scratch(b, conv + bconv + LT_WORKSPACE, err);
   if (!ws) return err ? err->code : REEL_ENOMEM;
+  const void *bp = NULL;
+  st = bias_for_epilogue(b, bias, out->dtype, ws + conv + LT_WORKSPACE, &bp, err);
+  if (st != REEL_OK) return st;
   const void *xp = reel__tensor_data(x);
   if (conv) {
     st = reel__cuda_convert(b, x, ws, cdt, err);
@@ -157,10 +217,14 @@ extern "C" reel_status reel__cuda_matmul(reel_backend *b, const reel_tensor *x, 
   }
   lt_operand A = {reel__tensor_data(w), w->dtype, K, N, N > 1 ? w->stride[0] : K, 0, 1};
   lt_operand B = {xp, cdt, K, M, ldx, 0, 0};
-  st = lt_matmul(b, N, M, K, &A, &B, reel__tensor_data(out), out->dtype, ldo, 0, 1, 1.0f, ws + conv, err);
+  st = lt_matmul(b, N, M, K, &A, &B, reel__tensor_data(out), out->dtype, ldo, 0, 1, 1.0f, bp, ws + conv, err);
+  if (st == REEL_EUNSUPPORTED && bp) {
+    /* No algorithm with the bias epilogue for this shape: add the bias afterwards. */
+    st = lt_matmul(b, N, M, K, &A, &B, reel__tensor_data(out), out->dtype, ldo, 0, 1, 1.0f, NULL, ws + conv, err);
+    if (st == REEL_OK) st = reel__cuda_binary(b, REEL__BINARY_ADD, out, bias, out, err);
+  }
   if (st != REEL_OK) return st;
   set_path(b, cdt);
-  if (bias) return reel__cuda_binary(b, REEL__BINARY_ADD, out, bias, out, err);
   return REEL_OK;
 }
 
@@ -203,7 +267,7 @@ extern "C" reel_status reel__cuda_matmul_batched(reel_backend *b, const reel_ten
                     trans_b ? N : K, ldb, it.stride[2][last], trans_b};
     lt_operand B = {abase + off[1] * (int64_t)ae, cdt, K, M, lda, it.stride[1][last], 0};
     st = lt_matmul(b, N, M, K, &A, &B, (char *)reel__tensor_data(out) + off[0] * (int64_t)oe, out->dtype, ldo,
-                   it.stride[0][last], (int)count, alpha, ws + conv, err);
+                   it.stride[0][last], (int)count, alpha, NULL, ws + conv, err);
     if (st != REEL_OK) return st;
   }
   set_path(b, cdt);

@@ -25,6 +25,20 @@ extern "C" {
 typedef enum reel__unary_op { REEL__UNARY_SILU = 0, REEL__UNARY_GELU_TANH = 1 } reel__unary_op;
 typedef enum reel__binary_op { REEL__BINARY_ADD = 0, REEL__BINARY_MUL = 1 } reel__binary_op;
 
+/*
+ * The constants of reel_op_rgb_to_yuv420, computed once in ops.c (in double, rounded
+ * to f32) and handed to every backend, so that all of them evaluate the same f32
+ * expressions: c01 = clamp((c - lo) * inv, 0, 1);
+ *   Y  = floor(((ky[0] r + ky[1] g) + ky[2] b) + yoff + 0.5), likewise U (ku, coff)
+ *   and V (kv, coff) on the 2x2 means ((c00 + c01) + (c10 + c11)) * 0.25,
+ * each operation rounded to f32 (no contraction), clamped to [0, maxv].
+ */
+typedef struct reel__yuv_coefs {
+  float lo, inv;
+  float ky[3], ku[3], kv[3];
+  float yoff, coff, maxv;
+} reel__yuv_coefs;
+
 typedef struct reel_backend_ops {
   /* Lifetime. destroy frees the backend's private state and the backend struct itself. */
   void (*destroy)(reel_backend *b);
@@ -68,7 +82,10 @@ typedef struct reel_backend_ops {
   reel_status (*conv3d)(reel_backend *b, const reel_tensor *x, const reel_tensor *w, const reel_tensor *bias,
                         const reel_conv3d_params *p, reel_tensor *out, reel_error *err);
   reel_status (*clamp)(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out, reel_error *err);
-  /* Next (issue 9): conv3d, upsample, philox noise. */
+  /* Noise and colour conversion (issue 9). Up-sampling is fused into conv3d. */
+  reel_status (*noise)(reel_backend *b, uint64_t seed, uint64_t offset, reel_tensor *out, reel_error *err);
+  reel_status (*rgb_to_yuv420)(reel_backend *b, const reel_tensor *rgb, const struct reel__yuv_coefs *k,
+                               reel_tensor *y, reel_tensor *u, reel_tensor *v, reel_error *err);
 } reel_backend_ops;
 
 #define REEL__BACKEND_NAME_MAX 32

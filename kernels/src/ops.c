@@ -539,3 +539,76 @@ reel_status reel_op_clamp(reel_backend *b, const reel_tensor *x, float lo, float
   if (!b->ops->clamp) return unsupported(b, op, err);
   return b->ops->clamp(b, x, lo, hi, out, err);
 }
+
+/* ---- Noise and colour conversion (issue 9) ---- */
+
+reel_status reel_op_noise(reel_backend *b, uint64_t seed, uint64_t offset, reel_tensor *out, reel_error *err) {
+  const char *op = "noise";
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, out, op, "out", 1, 1, err);
+  if (st != REEL_OK) return st;
+  if (out->dtype != REEL_F32 || !reel_tensor_is_contiguous(out))
+    return reel_error_set(err, REEL_EUNSUPPORTED, "noise.out", "must be contiguous f32");
+  const uint64_t limit = (uint64_t)1 << 62, n = (uint64_t)reel_tensor_numel(out);
+  if (offset > limit || n > limit - offset)
+    return reel_error_set(err, REEL_ERANGE, "noise.offset", "offset + elements must be <= 2^62 (offset %llu, %llu elements)",
+                          (unsigned long long)offset, (unsigned long long)n);
+  if (n == 0) return REEL_OK;
+  if (!b->ops->noise) return unsupported(b, op, err);
+  return b->ops->noise(b, seed, offset, out, err);
+}
+
+/* BT.709 luma weights; limited-range scales and offsets at 8 bits (times 4 at 10 bits). */
+#define YUV_KR 0.2126
+#define YUV_KB 0.0722
+
+reel_status reel_op_rgb_to_yuv420(reel_backend *b, const reel_tensor *rgb, float lo, float hi, reel_tensor *y,
+                                  reel_tensor *u, reel_tensor *v, reel_error *err) {
+  const char *op = "rgb_to_yuv420";
+  reel_status st = check_backend(b, op, err);
+  if (st == REEL_OK) st = check_operand(b, rgb, op, "rgb", 0, 1, err);
+  if (st == REEL_OK) st = check_operand(b, y, op, "y", 1, 0, err);
+  if (st == REEL_OK) st = check_operand(b, u, op, "u", 1, 0, err);
+  if (st == REEL_OK) st = check_operand(b, v, op, "v", 1, 0, err);
+  if (st != REEL_OK) return st;
+  if (!isfinite(lo) || !isfinite(hi) || !(lo < hi) || !isfinite(1.0f / (hi - lo)))
+    return reel_error_set(err, REEL_EINVAL, "rgb_to_yuv420.lo", "need finite lo < hi (got %g, %g)", lo, hi);
+  if (rgb->ndim != 4 || rgb->shape[1] != 3 || rgb->shape[2] % 2 || rgb->shape[3] % 2)
+    return shape_mismatch(op, "rgb", rgb, "[F, 3, H, W] with H and W even", err);
+  const int64_t F = rgb->shape[0], H = rgb->shape[2], W = rgb->shape[3];
+  char exp[96];
+  snprintf(exp, sizeof exp, "[%lld, %lld, %lld] (F, H, W of rgb)", (long long)F, (long long)H, (long long)W);
+  if (y->ndim != 3 || y->shape[0] != F || y->shape[1] != H || y->shape[2] != W)
+    return shape_mismatch(op, "y", y, exp, err);
+  snprintf(exp, sizeof exp, "[%lld, %lld, %lld] (F, H/2, W/2 of rgb)", (long long)F, (long long)(H / 2),
+           (long long)(W / 2));
+  if (u->ndim != 3 || u->shape[0] != F || u->shape[1] != H / 2 || u->shape[2] != W / 2)
+    return shape_mismatch(op, "u", u, exp, err);
+  if (v->ndim != 3 || v->shape[0] != F || v->shape[1] != H / 2 || v->shape[2] != W / 2)
+    return shape_mismatch(op, "v", v, exp, err);
+  if (y->dtype != REEL_U8 && y->dtype != REEL_U16)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "rgb_to_yuv420.y", "dtype %s: u8 or u16", reel_dtype_name(y->dtype));
+  if (u->dtype != y->dtype || v->dtype != y->dtype)
+    return reel_error_set(err, REEL_EINVAL, u->dtype != y->dtype ? "rgb_to_yuv420.u" : "rgb_to_yuv420.v",
+                          "must have y's dtype %s", reel_dtype_name(y->dtype));
+  if (reel_tensor_numel(y) == 0) return REEL_OK;
+  if (!b->ops->rgb_to_yuv420) return unsupported(b, op, err);
+  const double s = y->dtype == REEL_U16 ? 4.0 : 1.0, kg = 1.0 - YUV_KR - YUV_KB;
+  const double ys = 219.0 * s, cs = 224.0 * s;
+  reel__yuv_coefs k;
+  k.lo = lo;
+  k.inv = 1.0f / (hi - lo);
+  k.ky[0] = (float)(ys * YUV_KR);
+  k.ky[1] = (float)(ys * kg);
+  k.ky[2] = (float)(ys * YUV_KB);
+  k.ku[0] = (float)(-cs * YUV_KR / (2.0 * (1.0 - YUV_KB)));
+  k.ku[1] = (float)(-cs * kg / (2.0 * (1.0 - YUV_KB)));
+  k.ku[2] = (float)(cs / 2.0);
+  k.kv[0] = (float)(cs / 2.0);
+  k.kv[1] = (float)(-cs * kg / (2.0 * (1.0 - YUV_KR)));
+  k.kv[2] = (float)(-cs * YUV_KB / (2.0 * (1.0 - YUV_KR)));
+  k.yoff = (float)(16.0 * s);
+  k.coff = (float)(128.0 * s);
+  k.maxv = (float)(s * 256.0 - 1.0);
+  return b->ops->rgb_to_yuv420(b, rgb, &k, y, u, v, err);
+}

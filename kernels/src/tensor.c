@@ -21,6 +21,8 @@ size_t reel_dtype_size(reel_dtype dt) {
     case REEL_FP8_E4M3: return 1;
     case REEL_FP8_E5M2: return 1;
     case REEL_I32: return 4;
+    case REEL_U8: return 1;
+    case REEL_U16: return 2;
     default: return 0;
   }
 }
@@ -34,6 +36,8 @@ const char *reel_dtype_name(reel_dtype dt) {
     case REEL_FP8_E4M3: return "fp8_e4m3";
     case REEL_FP8_E5M2: return "fp8_e5m2";
     case REEL_I32: return "i32";
+    case REEL_U8: return "u8";
+    case REEL_U16: return "u16";
     default: return "invalid";
   }
 }
@@ -48,6 +52,7 @@ reel_status reel_dtype_parse(const char *s, reel_dtype *out) {
       {"f32", "F32", REEL_F32},          {"f16", "F16", REEL_F16},          {"bf16", "BF16", REEL_BF16},
       {"i8", "I8", REEL_I8},             {"fp8_e4m3", "F8_E4M3", REEL_FP8_E4M3},
       {"fp8_e5m2", "F8_E5M2", REEL_FP8_E5M2}, {"i32", "I32", REEL_I32},
+      {"u8", "U8", REEL_U8},             {"u16", "U16", REEL_U16},
   };
   if (!s || !out) return REEL_EINVAL;
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {

@@ -82,7 +82,9 @@ int reel_backend_threads(const reel_backend *b);
  * Sets a backend option by name. CPU: "matmul" = "auto" | "avx512" | "avx2" |
  * "openblas" | "portable" chooses the GEMM path (auto picks the fastest present:
  * avx512 > avx2 > openblas > portable); asking for a path this machine or build
- * lacks gives REEL_EUNSUPPORTED. Unknown keys give REEL_ENOTFOUND.
+ * lacks gives REEL_EUNSUPPORTED. CUDA: "attention" = "auto" | "mma" | "simt" (the
+ * bf16 tensor-core kernel for head widths up to 128, or the exact-f32 fallback;
+ * auto takes the tensor cores where they apply). Unknown keys give REEL_ENOTFOUND.
  */
 reel_status reel_backend_set_option(reel_backend *b, const char *key, const char *value, reel_error *err);
 
@@ -334,6 +336,34 @@ reel_status reel_op_conv3d(reel_backend *b, const reel_tensor *x, const reel_ten
 /* out = min(max(x, lo), hi) elementwise (NaN stays NaN); same shapes; out may be x. lo <= hi. */
 reel_status reel_op_clamp(reel_backend *b, const reel_tensor *x, float lo, float hi, reel_tensor *out,
                           reel_error *err);
+
+/* ---- Noise and colour conversion (issue 9) ------------------------------------------------ */
+
+/*
+ * Gaussian noise from the counter-based generator of reel/philox.h: element i of
+ * the contiguous f32 tensor `out` (row-major) becomes element offset + i of the
+ * stream for `seed`, numbered as reel_noise_fill() numbers it (pipeline/noise.h).
+ * Every backend writes the same bits. offset + numel(out) must be <= 2^62.
+ */
+reel_status reel_op_noise(reel_backend *b, uint64_t seed, uint64_t offset, reel_tensor *out, reel_error *err);
+
+/*
+ * Colour conversion for the encoder: RGB frames -> YUV 4:2:0, BT.709 limited range
+ * (8-bit: Y 16..235, Cb/Cr 16..240; 10-bit: four times that), chroma from the mean
+ * RGB of each 2x2 block (centre-sited), as encoder/ converts on the CPU.
+ *   rgb   [F, 3, H, W]    float, any strides (a sample of a [B, 3, F, H, W] VAE output is
+ *                         a permuted view); a value c maps to (c - lo) / (hi - lo), clamped
+ *                         to [0, 1] (NaN to 0)
+ *   y     [F, H, W]       U8 (8-bit samples) or U16 (10-bit samples in the low bits, as
+ *                         FFmpeg's yuv420p10le)
+ *   u, v  [F, H/2, W/2]   y's dtype
+ * H and W even, lo < hi. Planes may have any strides (a frame pool's row pitch): I420
+ * passes three planes; NV12 passes u and v as the two slices along the last dim of one
+ * interleaved [F, H/2, W/2, 2] plane. Arithmetic is f32 without contraction in a fixed
+ * order, so every backend writes the same samples; each is within 1 of the exact value.
+ */
+reel_status reel_op_rgb_to_yuv420(reel_backend *b, const reel_tensor *rgb, float lo, float hi, reel_tensor *y,
+                                  reel_tensor *u, reel_tensor *v, reel_error *err);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,8 @@ typedef enum reel_dtype {
   REEL_FP8_E4M3 = 4, /* reserved */
   REEL_FP8_E5M2 = 5, /* reserved */
   REEL_I32 = 6,      /* indices (token ids) */
+  REEL_U8 = 7,       /* video samples (8-bit YUV planes for the encoder) */
+  REEL_U16 = 8,      /* video samples (10-bit YUV planes, value in the low bits) */
   REEL_DTYPE_COUNT
 } reel_dtype;
 
@@ -53,13 +55,13 @@ typedef struct reel_tensor {
 
 /* Bytes per element; 0 for an invalid dtype. */
 size_t reel_dtype_size(reel_dtype dt);
-/* "f32", "f16", "bf16", "i8", "fp8_e4m3", "fp8_e5m2", "i32"; "invalid" otherwise. Never NULL. */
+/* "f32", "f16", "bf16", "i8", "fp8_e4m3", "fp8_e5m2", "i32", "u8", "u16"; "invalid" otherwise. Never NULL. */
 const char *reel_dtype_name(reel_dtype dt);
 /* Nonzero for F32, F16 and BF16 (the dtypes float ops accept). */
 int reel_dtype_is_float(reel_dtype dt);
 /*
  * Parses a dtype name: ours ("bf16") or safetensors' ("BF16", "F32", "F16", "I8",
- * "F8_E4M3", "F8_E5M2", "I32"). REEL_ENOTFOUND when unknown.
+ * "F8_E4M3", "F8_E5M2", "I32", "U8", "U16"). REEL_ENOTFOUND when unknown.
  */
 reel_status reel_dtype_parse(const char *s, reel_dtype *out /* OUT: */);
 
