@@ -9,7 +9,8 @@
  * built-in one with byte fallback, stripped added tokens and a regex Replace. Invariants:
  * encoding never fails on valid tokenizers, every id is in range, the result ends with
  * the template's special token, truncation gives the untruncated prefix plus the special
- * token, and the padded form agrees with the plain one. A broken invariant aborts.
+ * token, and the padded form agrees with the plain one; WanPipeline's prompt cleaning runs on
+ * the same bytes. A broken invariant aborts.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -108,6 +109,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       CHECK(tok == NULL);
     }
     return 0;
+  }
+  {
+    char *clean = NULL;
+    size_t cl = 0;
+    reel_error err = {0};
+    reel_status rc = reel_tokenizer_prompt_clean(rest, n, &clean, &cl, &err);
+    CHECK(rc == REEL_OK || rc == REEL_ELIMIT);
+    if (rc == REEL_OK) {
+      CHECK(clean != NULL && clean[cl] == '\0');
+      check_encode(wan, clean, cl, 1600, 1);
+    }
+    reel_free(clean);
   }
   check_encode(wan, rest, n, 1600, 1);
   check_encode(small, rest, n, 8, 1);

@@ -106,6 +106,25 @@ static void test_wan_corpus(void **state) {
                                 need(st, "clean_ids_offsets"), 0),
                    0);
 
+  /* prompt_clean (html.unescape twice, whitespace) gives diffusers' cleaned text byte for byte. */
+  {
+    const reel_st_tensor *ct = need(st, "clean_text"), *co = need(st, "clean_text_offsets");
+    size_t bad = 0;
+    for (size_t i = 0; i + 1 < (size_t)co->numel; i++) {
+      int64_t tb = i64_at(offs, i), te = i64_at(offs, i + 1), cb = i64_at(co, i), ce = i64_at(co, i + 1);
+      char *clean = NULL;
+      size_t n = 0;
+      assert_int_equal(reel_tokenizer_prompt_clean((const char *)text->data + tb, (size_t)(te - tb), &clean, &n, &err),
+                       REEL_OK);
+      if (n != (size_t)(ce - cb) || memcmp(clean, (const char *)ct->data + cb, n)) {
+        if (bad < 3) printf("prompt_clean mismatch on string %zu: got \"%.*s\"\n", i, (int)n, clean);
+        bad++;
+      }
+      reel_free(clean);
+    }
+    assert_int_equal(bad, 0);
+  }
+
   /* WanPipeline's padded, truncated form for the strings over 512 tokens. */
   const reel_st_tensor *pidx = need(st, "padded512.index"), *pids = need(st, "padded512.ids");
   int32_t ids[512], mask[512];
@@ -362,11 +381,36 @@ static void test_alloc_failures(void **state) {
   free(j);
 }
 
+/* prompt_clean edge cases (expected outputs from Python's html.unescape twice + regex whitespace). */
+static void test_prompt_clean_cases(void **state) {
+  (void)state;
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"&amp;amp; x", "& x"},
+      {"&#x1F600;&#0;&#55296;&#99999999999;", "\xf0\x9f\x98\x80\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+      {"&notit; &ampx &#x; &AElig &#", "\xc2\xacit; &x &#x; \xc3\x86 &#"},
+      {"\x1c a  b\t\xc2\x85 ", "a b"},
+      {"&lt;b&gt;&#39;&#x27;&quot", "<b>''\""},
+      {"&#128;&#x9F;&#1;&#xFFFF;", "\xe2\x82\xac\xc5\xb8"},
+      {"&Ccedilla; &NotNestedGreaterGreater; &abcdefghijklmnopqrstuvwxyz0123456789;",
+       "\xc3\x87la; \xe2\xaa\xa2\xcc\xb8 &abcdefghijklmnopqrstuvwxyz0123456789;"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *out = NULL;
+    size_t n = 0;
+    reel_error err = {0};
+    assert_int_equal(reel_tokenizer_prompt_clean(cases[i].in, strlen(cases[i].in), &out, &n, &err), REEL_OK);
+    assert_int_equal(n, strlen(cases[i].out));
+    assert_memory_equal(out, cases[i].out, n);
+    reel_free(out);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_small_and_malformed),
-      cmocka_unit_test(test_alloc_failures),
-      cmocka_unit_test(test_variants),
+      cmocka_unit_test(test_small_and_malformed), cmocka_unit_test(test_prompt_clean_cases),
+      cmocka_unit_test(test_alloc_failures),      cmocka_unit_test(test_variants),
       cmocka_unit_test(test_wan_corpus),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -104,6 +104,17 @@ reel_status reel_tokenizer_encode_padded(const reel_tokenizer *t, const char *te
                                          int32_t *ids /* OUT: [max_len] */, int32_t *mask /* OUT: [max_len] */,
                                          size_t *seq_len /* OUT: may be NULL */, reel_error *err);
 
+/*
+ * WanPipeline's prompt_clean (what diffusers does to a prompt before tokenizing it):
+ * html.unescape applied twice (numeric and HTML5 named references, as Python's html
+ * module), strip, every run of White_Space to one space, strip. diffusers first runs
+ * ftfy.fix_text when ftfy is installed; reel reproduces the behaviour without ftfy (the
+ * reference environment's). Invalid UTF-8 is replaced as in reel_tokenizer_encode. *out
+ * is a new NUL-terminated string of *out_len bytes (free with reel_free).
+ */
+reel_status reel_tokenizer_prompt_clean(const char *text, size_t len, char **out /* OUT: */, size_t *out_len /* OUT: */,
+                                        reel_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -171,7 +171,13 @@ static reel_status wan_encode_prompt(void *impl, const char *prompt, reel_tensor
     return reel_error_set(err, REEL_EUNSUPPORTED, "text_encoder", "this model folder has no tokenizer/text_encoder");
   if (!prompt) return reel_error_set(err, REEL_EINVAL, "prompt", "is NULL");
   int32_t ids[WAN_TEXT_LEN], mask[WAN_TEXT_LEN];
-  reel_status st = reel_tokenizer_encode_padded(w->tok, prompt, strlen(prompt), WAN_TEXT_LEN, ids, mask, NULL, err);
+  char *clean = NULL;
+  size_t clen = 0;
+  reel_status st =
+      reel_tokenizer_prompt_clean(prompt, strlen(prompt), &clean, &clen, err); /* WanPipeline's prompt_clean */
+  if (st != REEL_OK) return st;
+  st = reel_tokenizer_encode_padded(w->tok, clean, clen, WAN_TEXT_LEN, ids, mask, NULL, err);
+  reel_free(clean);
   if (st != REEL_OK) return st;
   int64_t shape[2] = {WAN_TEXT_LEN, reel_umt5_get_config(w->te)->d_model};
   if ((st = reel_tensor_arena_alloc(arena, REEL_F32, 2, shape, embeds, err)) != REEL_OK) return st;
