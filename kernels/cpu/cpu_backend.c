@@ -4,6 +4,7 @@
  * memory), transfers are memcpy, ops run on the backend's thread pool. It is the
  * reference every other backend is tested against, and always built.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -147,7 +148,9 @@ reel_backend *reel__cpu_backend_new(int threads, reel_error *err) {
     return NULL;
   }
   if (threads == 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    /* The CPUs this process may run on (containers and taskset restrict them), else the online ones. */
+    cpu_set_t set;
+    long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
     threads = n < 1 ? 1 : n > REEL__CPU_THREADS_MAX ? REEL__CPU_THREADS_MAX : (int)n;
   }
   reel_backend *b = reel_calloc(1, sizeof *b);

@@ -53,8 +53,8 @@ typedef struct reel_backend reel_backend;
  */
 
 /*
- * CPU backend with `threads` worker threads including the caller (0 = number of
- * online CPUs; at most 1024). Returns NULL on failure with err->code set
+ * CPU backend with `threads` worker threads including the caller (0 = the CPUs
+ * this process may run on; at most 1024). Returns NULL on failure with err->code set
  * (REEL_ERANGE for a bad thread count, REEL_ENOMEM).
  */
 reel_backend *reel_backend_new_cpu(int threads, reel_error *err);
