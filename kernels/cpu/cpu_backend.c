@@ -71,6 +71,13 @@ static reel_status cpu_set_option(reel_backend *b, const char *key, const char *
     }
     return REEL_OK;
   }
+  if (strcmp(key, "wrap_host") == 0) {
+    /* "off" makes the CPU behave like a device backend for loaders (upload instead of wrapping), for tests. */
+    if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
+      return reel_error_set(err, REEL_EINVAL, "wrap_host", "must be on or off, got \"%s\"", value);
+    b->wrap_host = strcmp(value, "on") == 0;
+    return REEL_OK;
+  }
   if (strcmp(key, "matmul") != 0) return reel_error_set(err, REEL_ENOTFOUND, key, "unknown CPU backend option");
   static const struct {
     const char *name;
@@ -164,6 +171,7 @@ reel_backend *reel__cpu_backend_new(int threads, reel_error *err) {
   b->ops = &cpu_ops;
   b->kind = REEL_BACKEND_CPU;
   b->threads = threads;
+  b->wrap_host = 1;
   b->impl = c;
   snprintf(b->name, sizeof b->name, "cpu");
 #if defined(__x86_64__) || defined(__i386__)

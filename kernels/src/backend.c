@@ -84,7 +84,7 @@ reel_status reel_buffer_wrap_host(reel_backend *b, void *host, size_t size, int 
   if (!out) return reel_error_set(err, REEL_EINVAL, "buffer", "NULL output");
   *out = NULL;
   if (!b) return reel_error_set(err, REEL_EINVAL, "backend", "NULL backend");
-  if (b->kind != REEL_BACKEND_CPU)
+  if (!b->wrap_host)
     return reel_error_set(err, REEL_EUNSUPPORTED, "buffer", "backend %s cannot address host memory; upload instead",
                           b->name);
   if (!host && size) return reel_error_set(err, REEL_EINVAL, "host", "NULL memory of %zu bytes", size);

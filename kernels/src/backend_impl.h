@@ -99,6 +99,7 @@ struct reel_backend {
   char name[REEL__BACKEND_NAME_MAX];
   char last_path[REEL__PATH_MAX];
   size_t scratch_bytes; /* maintained by the backend */
+  int wrap_host;        /* reel_buffer_wrap_host() allowed (host-memory backends; the CPU's "wrap_host" option) */
   void *impl;           /* the backend's private state */
 };
 

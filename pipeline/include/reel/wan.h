@@ -104,6 +104,37 @@ reel_status reel_wan_transformer_load_dir(reel_backend *b, const char *dir, reel
 reel_status reel_wan_transformer_load_file(reel_backend *b, const char *weights, const char *config,
                                            reel_wan_transformer **out /* OUT: */, reel_error *err);
 
+/* How a loader keeps the weights (NULL options: as stored). */
+typedef struct reel_wan_load_opts {
+  /*
+   * Nonzero: on a backend that cannot address host memory (CUDA), every matrix
+   * (the Linear weights and the patch embedding) is converted to bf16 on the host
+   * and uploaded once as bf16, halving the device memory of an f32 checkpoint;
+   * vectors and modulation tables keep the file's dtype. The CPU backend always
+   * uses the mapped file as stored (no copy).
+   */
+  int weights_bf16;
+} reel_wan_load_opts;
+
+/* reel_wan_transformer_load_dir() / _load_file() with options (opts may be NULL). */
+reel_status reel_wan_transformer_load_dir_opts(reel_backend *b, const char *dir, const reel_wan_load_opts *opts,
+                                               reel_wan_transformer **out /* OUT: */, reel_error *err);
+reel_status reel_wan_transformer_load_file_opts(reel_backend *b, const char *weights, const char *config,
+                                                const reel_wan_load_opts *opts, reel_wan_transformer **out /* OUT: */,
+                                                reel_error *err);
+
+/*
+ * The dtype of the activations between ops: REEL_F32 (the default) or REEL_BF16.
+ * With bf16, the token activations (norm outputs, q/k/v, attention, FFN, text
+ * context) are bf16 while the residual stream, the timestep and modulation vectors
+ * and the output projection stay f32, as mixed-precision inference keeps them.
+ * REEL_BF16 needs bf16 matrices (load with weights_bf16 or a bf16 checkpoint) on a
+ * backend whose matmul takes bf16 inputs (CUDA): REEL_EUNSUPPORTED otherwise,
+ * naming "activations". Changes what reel_wan_forward_arena_bytes() reports.
+ */
+reel_status reel_wan_transformer_set_activations(reel_wan_transformer *m, reel_dtype dt, reel_error *err);
+reel_dtype reel_wan_transformer_activations(const reel_wan_transformer *m);
+
 /* Unmaps and frees; accepts NULL and NULL *m; sets *m to NULL. */
 void reel_wan_transformer_destroy(reel_wan_transformer **m);
 

@@ -7,7 +7,8 @@
  * tokenizer + UMT5 text encoder (reel/tokenizer.h, reel/umt5.h) and the VAE
  * (reel/wan_vae.h) are loaded when their folders exist; a folder without them
  * still denoises, and encode_prompt / decode then report REEL_EUNSUPPORTED
- * naming the missing component. Their scratch lives in arenas of the family's
+ * naming the missing component. On a device backend (CUDA) the transformer's
+ * matrices are uploaded once as bf16 and its token activations are bf16. Their scratch lives in arenas of the family's
  * own, sized on first use and kept, so that callers size only the outputs.
  */
 #include <stdio.h>
@@ -115,7 +116,12 @@ static reel_status wan_load(reel_backend *b, const char *dir, void **impl, reel_
   wan_impl *w = reel_calloc(1, sizeof *w);
   if (!w) return reel_error_set(err, REEL_ENOMEM, dir, "out of memory");
   w->b = b;
-  st = reel_wan_transformer_load_dir(b, path, &w->tr, err);
+  /* On a device backend the transformer runs in bf16 (matrices and token activations), as WanPipeline runs it
+     with torch_dtype=bfloat16; the CPU keeps the mapped checkpoint and f32 activations. */
+  const int device = reel_backend_get_kind(b) != REEL_BACKEND_CPU;
+  const reel_wan_load_opts opts = {device};
+  st = reel_wan_transformer_load_dir_opts(b, path, &opts, &w->tr, err);
+  if (st == REEL_OK && device) st = reel_wan_transformer_set_activations(w->tr, REEL_BF16, err);
   if (st != REEL_OK) {
     reel_error_prefix_field(err, "transformer", '/');
     goto fail;

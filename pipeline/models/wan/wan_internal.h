@@ -39,6 +39,9 @@ struct reel_wan_transformer {
   reel_tensor *owned;      /* copies of misaligned tensors */
   size_t nowned, capowned;
   int64_t params;
+  int weights_bf16;  /* load option: matrices converted to bf16 on upload */
+  int per_tensor;    /* shards were not uploaded whole: each tensor has its own buffer (owned) */
+  reel_dtype act;    /* activation dtype of the forward (REEL_F32 or REEL_BF16) */
 
   reel_tensor patch_w5; /* Conv3d weight [dim, in, pt, ph, pw] */
   reel_tensor patch_w;  /* the same as [dim, in * pt * ph * pw] */

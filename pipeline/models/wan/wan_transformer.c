@@ -27,12 +27,15 @@
 /* ---- loading ------------------------------------------------------------------------------ */
 
 static reel_status finish_load(reel_backend *b, reel_weights *w, const reel_wan_config *cfg, int original,
-                               const char *prefix, reel_wan_transformer **out, reel_error *err) {
+                               const char *prefix, const reel_wan_load_opts *opts, reel_wan_transformer **out,
+                               reel_error *err) {
   reel_wan_transformer *m = reel_calloc(1, sizeof *m);
   if (!m) {
     reel_weights_close(&w);
     return reel_error_set(err, REEL_ENOMEM, "transformer", "out of memory");
   }
+  m->weights_bf16 = opts && opts->weights_bf16;
+  m->act = REEL_F32;
   m->cfg = *cfg;
   m->b = b;
   m->w = w;
@@ -49,6 +52,16 @@ static reel_status finish_load(reel_backend *b, reel_weights *w, const reel_wan_
 
 reel_status reel_wan_transformer_load_dir(reel_backend *b, const char *dir, reel_wan_transformer **out,
                                           reel_error *err) {
+  return reel_wan_transformer_load_dir_opts(b, dir, NULL, out, err);
+}
+
+reel_status reel_wan_transformer_load_file(reel_backend *b, const char *weights, const char *config,
+                                           reel_wan_transformer **out, reel_error *err) {
+  return reel_wan_transformer_load_file_opts(b, weights, config, NULL, out, err);
+}
+
+reel_status reel_wan_transformer_load_dir_opts(reel_backend *b, const char *dir, const reel_wan_load_opts *opts,
+                                               reel_wan_transformer **out, reel_error *err) {
   if (out) *out = NULL;
   if (!b || !dir || !out) return reel_error_set(err, REEL_EINVAL, "transformer", "NULL argument");
   char path[4096];
@@ -62,11 +75,12 @@ reel_status reel_wan_transformer_load_dir(reel_backend *b, const char *dir, reel
   int original;
   const char *prefix;
   reel__wan_detect_layout(w, &original, &prefix);
-  return finish_load(b, w, &cfg, original, prefix, out, err);
+  return finish_load(b, w, &cfg, original, prefix, opts, out, err);
 }
 
-reel_status reel_wan_transformer_load_file(reel_backend *b, const char *weights, const char *config,
-                                           reel_wan_transformer **out, reel_error *err) {
+reel_status reel_wan_transformer_load_file_opts(reel_backend *b, const char *weights, const char *config,
+                                                const reel_wan_load_opts *opts, reel_wan_transformer **out,
+                                                reel_error *err) {
   if (out) *out = NULL;
   if (!b || !weights || !out) return reel_error_set(err, REEL_EINVAL, "transformer", "NULL argument");
   reel_wan_config cfg;
@@ -81,7 +95,7 @@ reel_status reel_wan_transformer_load_file(reel_backend *b, const char *weights,
   int original;
   const char *prefix;
   reel__wan_detect_layout(w, &original, &prefix);
-  return finish_load(b, w, &cfg, original, prefix, out, err);
+  return finish_load(b, w, &cfg, original, prefix, opts, out, err);
 }
 
 void reel_wan_transformer_destroy(reel_wan_transformer **pm) {
@@ -100,6 +114,42 @@ void reel_wan_transformer_destroy(reel_wan_transformer **pm) {
   reel_free(m);
   *pm = NULL;
 }
+
+/* Nonzero when every matrix the forward multiplies by is bf16. */
+static int matrices_bf16(const reel_wan_transformer *m) {
+  const reel_tensor *top[] = {&m->patch_w, &m->time1.w, &m->time2.w, &m->tproj.w,
+                              &m->text1.w, &m->text2.w, &m->proj_out.w};
+  for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
+    if (top[i]->dtype != REEL_BF16) return 0;
+  for (int64_t l = 0; l < m->cfg.layers; l++) {
+    const wan_block *bl = &m->blocks[l];
+    const wan_linear *ls[] = {&bl->q, &bl->k, &bl->v, &bl->o, &bl->cq, &bl->ck, &bl->cv, &bl->co, &bl->ff1, &bl->ff2};
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+      if (ls[i]->w.dtype != REEL_BF16) return 0;
+  }
+  return 1;
+}
+
+reel_status reel_wan_transformer_set_activations(reel_wan_transformer *m, reel_dtype dt, reel_error *err) {
+  if (!m) return reel_error_set(err, REEL_EINVAL, "activations", "NULL transformer");
+  if (dt == REEL_F32) {
+    m->act = dt;
+    return REEL_OK;
+  }
+  if (dt != REEL_BF16)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "activations", "must be f32 or bf16, got %s", reel_dtype_name(dt));
+  if (reel_backend_get_kind(m->b) == REEL_BACKEND_CPU)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "activations",
+                          "bf16 activations need a backend whose matmul takes bf16 inputs (CUDA), not %s",
+                          reel_backend_name(m->b));
+  if (!matrices_bf16(m))
+    return reel_error_set(err, REEL_EUNSUPPORTED, "activations",
+                          "bf16 activations need bf16 matrices (load with weights_bf16 or a bf16 checkpoint)");
+  m->act = dt;
+  return REEL_OK;
+}
+
+reel_dtype reel_wan_transformer_activations(const reel_wan_transformer *m) { return m ? m->act : REEL_F32; }
 
 const reel_wan_config *reel_wan_transformer_config(const reel_wan_transformer *m) { return m ? &m->cfg : NULL; }
 reel_backend *reel_wan_transformer_backend(const reel_wan_transformer *m) { return m ? m->b : NULL; }
@@ -138,17 +188,26 @@ enum {
 typedef struct fwd_shapes {
   int ndim[BUF_COUNT];
   int64_t shape[BUF_COUNT][3];
+  reel_dtype dt[BUF_COUNT];
+  reel_dtype act; /* activation dtype */
 } fwd_shapes;
 
 static void set_shape(fwd_shapes *s, int i, int nd, int64_t a, int64_t b, int64_t c) {
+  /* The token activations take the activation dtype; the residual stream, the
+     rotary tables, the timestep/modulation vectors and the output projection stay f32. */
+  static const unsigned act_bufs = (1u << BUF_CTX1) | (1u << BUF_CTX) | (1u << BUF_XP) | (1u << BUF_NORM) |
+                                   (1u << BUF_Q) | (1u << BUF_K) | (1u << BUF_V) | (1u << BUF_ATT) |
+                                   (1u << BUF_KC) | (1u << BUF_VC) | (1u << BUF_FFN);
+  s->dt[i] = (act_bufs >> i) & 1u ? s->act : REEL_F32;
   s->ndim[i] = nd;
   s->shape[i][0] = a;
   s->shape[i][1] = b;
   s->shape[i][2] = c;
 }
 
-static void forward_shapes(const reel_wan_config *c, int64_t B, int64_t T, int64_t L, fwd_shapes *s) {
+static void forward_shapes(const reel_wan_config *c, reel_dtype act, int64_t B, int64_t T, int64_t L, fwd_shapes *s) {
   const int64_t D = c->dim, pp = c->patch[0] * c->patch[1] * c->patch[2];
+  s->act = act;
   set_shape(s, BUF_COS, 2, T, c->head_dim / 2, 0);
   set_shape(s, BUF_SIN, 2, T, c->head_dim / 2, 0);
   set_shape(s, BUF_TSIN, 2, B, c->freq_dim, 0);
@@ -192,7 +251,7 @@ static reel_status check_grid(const reel_wan_config *c, int64_t batch, int64_t F
 static size_t shapes_bytes(const fwd_shapes *s) {
   size_t total = 64; /* alignment of the first allocation */
   for (int i = 0; i < BUF_COUNT; i++) {
-    size_t n = 4;
+    size_t n = reel_dtype_size(s->dt[i]);
     for (int d = 0; d < s->ndim[i]; d++) n *= (size_t)s->shape[i][d];
     total += (n + 63) & ~(size_t)63;
   }
@@ -206,7 +265,7 @@ reel_status reel_wan_forward_arena_bytes(const reel_wan_transformer *m, int64_t 
   reel_status st = check_grid(&m->cfg, batch, frames, height, width, text_len, grid, err);
   if (st != REEL_OK) return st;
   fwd_shapes s;
-  forward_shapes(&m->cfg, batch, grid[0] * grid[1] * grid[2], text_len, &s);
+  forward_shapes(&m->cfg, m->act, batch, grid[0] * grid[1] * grid[2], text_len, &s);
   *bytes = shapes_bytes(&s);
   return REEL_OK;
 }
@@ -431,12 +490,12 @@ reel_status reel_wan_forward(reel_wan_transformer *m, const reel_tensor *latents
   const int64_t T = grid[0] * grid[1] * grid[2], D = c->dim, half = c->head_dim / 2;
   const float eps = (float)c->eps;
   fwd_shapes fs;
-  forward_shapes(c, B, T, L, &fs);
+  forward_shapes(c, m->act, B, T, L, &fs);
   const size_t mark = reel_tensor_arena_used(arena);
   float *tsin = NULL;
   reel_tensor t[BUF_COUNT];
   for (int i = 0; i < BUF_COUNT; i++) {
-    st = reel_tensor_arena_alloc(arena, REEL_F32, fs.ndim[i], fs.shape[i], &t[i], err);
+    st = reel_tensor_arena_alloc(arena, fs.dt[i], fs.ndim[i], fs.shape[i], &t[i], err);
     if (st != REEL_OK) goto done;
   }
 

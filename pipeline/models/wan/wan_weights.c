@@ -8,6 +8,8 @@
  * wrapped in place: each shard's data section becomes one backend buffer (the
  * mmap'd bytes themselves on the CPU, one upload elsewhere) and each tensor is a
  * view into it. Only a tensor whose data is misaligned for its dtype is copied.
+ * With the weights_bf16 option on a device backend, the shards are not uploaded
+ * whole: each tensor is uploaded on its own, its matrices converted to bf16.
  * Afterwards every tensor of the checkpoint must have been used: a file with more
  * blocks than the config, or with image-conditioning tensors, is rejected naming
  * the first tensor left over.
@@ -137,6 +139,44 @@ static reel_dtype to_reel_dtype(reel_st_dtype dt) {
 }
 
 /*
+ * Uploads one tensor into a buffer of its own (the per-tensor mode of
+ * weights_bf16): matrices (rank 2 and the rank-5 patch embedding) become bf16,
+ * everything else keeps its dtype. The data is staged through aligned host
+ * memory, since safetensors does not align tensors for their dtype.
+ */
+static reel_status take_converted(reel_wan_transformer *m, const reel_st_tensor *t, const char *name, int rank,
+                                  const int64_t *shape, reel_dtype dt, reel_tensor *out, reel_error *err) {
+  const reel_dtype want = (rank == 2 || rank == 5) ? REEL_BF16 : dt;
+  const size_t n = (size_t)t->numel;
+  reel_tensor own;
+  reel_status st = reel_tensor_new(m->b, want, rank, shape, &own, err);
+  if (st != REEL_OK) {
+    reel_error_prefix_field(err, name, '/');
+    return st;
+  }
+  void *stage = reel_malloc(t->nbytes ? (size_t)t->nbytes : 1);
+  void *conv = want == dt ? stage : reel_malloc(n * reel_dtype_size(want) + 1);
+  if (!stage || !conv) {
+    st = reel_error_set(err, REEL_ENOMEM, name, "out of memory staging %zu bytes", (size_t)t->nbytes);
+  } else {
+    memcpy(stage, t->data, (size_t)t->nbytes);
+    st = reel_convert(dt, stage, want, conv, n);
+    if (st != REEL_OK) st = reel_error_set(err, st, name, "cannot convert %s to %s", reel_dtype_name(dt),
+                                           reel_dtype_name(want));
+  }
+  if (st == REEL_OK) st = reel_tensor_upload(&own, conv, n * reel_dtype_size(want), err);
+  if (st == REEL_OK) st = own_tensor(m, &own, err);
+  if (conv != stage) reel_free(conv);
+  reel_free(stage);
+  if (st != REEL_OK) {
+    reel_tensor_free(&own);
+    return st;
+  }
+  *out = own;
+  return REEL_OK;
+}
+
+/*
  * Takes tensor `dname` (diffusers name) of the given shape into *out. With
  * `optional` set, a missing tensor leaves *out zeroed and returns REEL_OK.
  */
@@ -157,6 +197,7 @@ static reel_status take(loader *L, const char *dname, int rank, const int64_t *s
   size_t esz = reel_dtype_size(dt);
   size_t off = (size_t)((const char *)t->data - m->shard_base[s]);
   m->params += (int64_t)t->numel;
+  if (m->per_tensor) return take_converted(m, t, name, rank, shape, dt, out, L->err);
   if ((uintptr_t)t->data % esz == 0 && off % esz == 0) {
     st = reel_tensor_init(out, dt, rank, shape, m->shard_buf[s], off, L->err);
     if (st != REEL_OK) reel_error_prefix_field(L->err, name, '/');
@@ -208,7 +249,12 @@ static reel_status map_shards(reel_wan_transformer *m, reel_error *err) {
     m->shard_base[i] = base;
     m->shard_size[i] = size;
     reel_status st = reel_buffer_wrap_host(m->b, base, size, 1, &m->shard_buf[i], err);
-    if (st == REEL_EUNSUPPORTED) {
+    if (st == REEL_EUNSUPPORTED && m->weights_bf16) {
+      /* Converted tensor by tensor in take(): the shard itself never goes up. */
+      reel_error_clear(err);
+      m->per_tensor = 1;
+      st = REEL_OK;
+    } else if (st == REEL_EUNSUPPORTED) {
       reel_error_clear(err);
       st = reel_buffer_new(m->b, size, &m->shard_buf[i], err);
       if (st == REEL_OK) st = reel_buffer_upload(m->shard_buf[i], 0, base, size, err);
