@@ -6,16 +6,17 @@
  * scaled queries, a running row maximum m, a running denominator l and an
  * unnormalised output O in per-thread scratch, and walks the keys in tiles of
  * BK: S = Q Kᵀ, m' = max(m, rowmax S), P = exp(S - m'), l = l e^(m-m') + rowsum P,
- * O = O e^(m-m') + P V. The output is O / l. Scratch per thread is a few hundred
- * KB whatever the sequence lengths, so 32k-token attention needs no tokens²
- * buffer.
+ * O = O e^(m-m') + P V. The output is O / l, so 32k-token attention needs no
+ * tokens² buffer.
  *
- * Both products are C[4 x 16n] (+)= A[4 x K] · B[K x 16n] on packed, zero-padded
- * tiles (K tiles are stored transposed), computed by a register-blocked
- * AVX-512 micro-kernel when the CPU has it and by plain loops otherwise. Items
- * are numbered so that consecutive ones share a head's keys and values. Every
- * output element is computed by exactly one item in a fixed order, so results do
- * not depend on the thread count.
+ * Heads are processed one after the other: first the head's keys (transposed,
+ * per tile) and values are packed once into shared scratch by all threads, then
+ * the threads take its query blocks. Both products are C[4 x 16n] (+)= A[4 x K]
+ * · B[K x 16n] on the packed, zero-padded tiles, computed by a register-blocked
+ * AVX-512 micro-kernel when the CPU has it and by plain loops otherwise. Scratch
+ * is a few hundred KB per thread plus one head's packed keys and values (linear
+ * in the key count). Every output element is computed by exactly one item in a
+ * fixed order, so results do not depend on the thread count.
  */
 #include <math.h>
 
@@ -37,8 +38,11 @@ typedef struct attn_ctx {
   int64_t qs[3], ks[3], vs[3], os[3]; /* strides of dims b, t, h (elements) */
   int64_t H, Tq, Tk, D, Dv, Dvp, nqb;
   float scale;
-  float *ws;
+  float *ws;         /* per-thread scratch, then the shared packed keys and values */
   size_t per_thread; /* floats of scratch per thread */
+  float *kt;         /* the current head's keys, transposed per block: [nkb][D][BK] */
+  float *vp;         /* its values, zero-padded: [nkb * BK][Dvp] */
+  int64_t bi, h;     /* the current batch entry and head */
   int avx512;
 } attn_ctx;
 
@@ -190,22 +194,48 @@ static void gemm_tile(int avx512, int rows4, int64_t ncols, int64_t K, const flo
   }
 }
 
-static void attn_items(void *vctx, int64_t begin, int64_t end, int tid) {
+/* Phase 1 of a head: transposes key blocks [begin, end) into Kt and copies their values into Vp (zero-padded). */
+static void pack_blocks(void *vctx, int64_t begin, int64_t end, int tid) {
   const attn_ctx *c = vctx;
   const int64_t D = c->D, Dv = c->Dv, Dvp = c->Dvp;
-  float *ws = c->ws + (size_t)tid * c->per_thread;
-  float *Qb = ws;                    /* [BQ][D] */
-  float *Kt = Qb + round16(BQ * D);  /* [D][BK] */
-  float *Vb = Kt + round16(D * BK);  /* [BK][Dvp] */
-  float *S = Vb + round16(BK * Dvp); /* [BQ][BK] */
-  float *O = S + BQ * BK;            /* [BQ][Dvp] */
-  float *m = O + round16(BQ * Dvp);  /* [BQ] */
-  float *l = m + BQ, *corr = l + BQ; /* [BQ] each */
-  float *row = corr + BQ;            /* [max(D, Dv)] staging */
+  float *row = c->ws + (size_t)tid * c->per_thread; /* staging for non-f32 keys */
+  for (int64_t kb = begin; kb < end; kb++) {
+    const int64_t k0 = kb * BK, nk = c->Tk - k0 < BK ? c->Tk - k0 : BK;
+    float *Kt = c->kt + (size_t)(kb * D * BK);
+    float *Vb = c->vp + (size_t)(k0 * Dvp);
+    for (int64_t j = 0; j < nk; j++) {
+      const char *ks = c->k + (size_t)((c->bi * c->ks[0] + (k0 + j) * c->ks[1] + c->h * c->ks[2]) * (int64_t)c->ke);
+      const float *kr;
+      if (c->kdt == REEL_F32) {
+        kr = (const float *)ks;
+      } else {
+        reel__load_row(c->kdt, ks, 1, D, row);
+        kr = row;
+      }
+      for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = kr[d];
+      const char *vs = c->v + (size_t)((c->bi * c->vs[0] + (k0 + j) * c->vs[1] + c->h * c->vs[2]) * (int64_t)c->ve);
+      reel__load_row(c->vdt, vs, 1, Dv, Vb + j * Dvp);
+      for (int64_t d = Dv; d < Dvp; d++) Vb[j * Dvp + d] = 0.0f;
+    }
+    for (int64_t d = 0; d < D; d++)
+      for (int64_t j = nk; j < BK; j++) Kt[d * BK + j] = 0.0f;
+    for (int64_t j = nk; j < BK; j++)
+      for (int64_t d = 0; d < Dvp; d++) Vb[j * Dvp + d] = 0.0f;
+  }
+}
 
-  for (int64_t item = begin; item < end; item++) {
-    int64_t qb = item % c->nqb, bh = item / c->nqb;
-    int64_t h = bh % c->H, bi = bh / c->H;
+/* Phase 2 of a head: query blocks [begin, end) against every packed key block. */
+static void query_blocks(void *vctx, int64_t begin, int64_t end, int tid) {
+  const attn_ctx *c = vctx;
+  const int64_t D = c->D, Dv = c->Dv, Dvp = c->Dvp, bi = c->bi, h = c->h;
+  float *ws = c->ws + (size_t)tid * c->per_thread;
+  float *Qb = ws;                   /* [BQ][D] */
+  float *S = Qb + round16(BQ * D);  /* [BQ][BK] */
+  float *O = S + BQ * BK;           /* [BQ][Dvp] */
+  float *m = O + round16(BQ * Dvp); /* [BQ] */
+  float *l = m + BQ, *corr = l + BQ;
+
+  for (int64_t qb = begin; qb < end; qb++) {
     int64_t q0 = qb * BQ, nq = c->Tq - q0 < BQ ? c->Tq - q0 : BQ;
     int rows4 = (int)((nq + 3) / 4 * 4);
 
@@ -223,25 +253,9 @@ static void attn_items(void *vctx, int64_t begin, int64_t end, int tid) {
     }
     memset(O, 0, (size_t)rows4 * (size_t)Dvp * sizeof(float));
 
-    for (int64_t k0 = 0; k0 < c->Tk; k0 += BK) {
-      int64_t nk = c->Tk - k0 < BK ? c->Tk - k0 : BK, nk16 = round16(nk);
-      for (int64_t j = 0; j < nk; j++) {
-        const char *ks = c->k + (size_t)((bi * c->ks[0] + (k0 + j) * c->ks[1] + h * c->ks[2]) * (int64_t)c->ke);
-        const float *kr;
-        if (c->kdt == REEL_F32) {
-          kr = (const float *)ks;
-        } else {
-          reel__load_row(c->kdt, ks, 1, D, row);
-          kr = row;
-        }
-        for (int64_t d = 0; d < D; d++) Kt[d * BK + j] = kr[d];
-        const char *vs = c->v + (size_t)((bi * c->vs[0] + (k0 + j) * c->vs[1] + h * c->vs[2]) * (int64_t)c->ve);
-        reel__load_row(c->vdt, vs, 1, Dv, Vb + j * Dvp);
-        for (int64_t d = Dv; d < Dvp; d++) Vb[j * Dvp + d] = 0.0f;
-      }
-      for (int64_t d = 0; d < D; d++)
-        for (int64_t j = nk; j < nk16; j++) Kt[d * BK + j] = 0.0f;
-
+    for (int64_t kb = 0; kb * BK < c->Tk; kb++) {
+      const int64_t k0 = kb * BK, nk = c->Tk - k0 < BK ? c->Tk - k0 : BK, nk16 = round16(nk);
+      const float *Kt = c->kt + (size_t)(kb * D * BK), *Vb = c->vp + (size_t)(k0 * Dvp);
       gemm_tile(c->avx512, rows4, nk16, D, Qb, D, Kt, BK, S, BK, 0);
 #ifdef HAVE_X86_KERNEL
       if (c->avx512)
@@ -298,14 +312,22 @@ reel_status reel__cpu_attention(reel_backend *b, const reel_tensor *q, const ree
   c.nqb = (c.Tq + BQ - 1) / BQ;
   c.scale = scale;
   c.avx512 = cpu->have_avx512 && cpu->attn_path != REEL__ATTN_PORTABLE;
-  int64_t dmax = c.D > c.Dv ? c.D : c.Dv;
-  c.per_thread = (size_t)(round16(BQ * c.D) + round16(c.D * BK) + round16(BK * c.Dvp) + BQ * BK + round16(BQ * c.Dvp) +
-                          3 * BQ + round16(dmax));
-  c.per_thread = (size_t)round16((int64_t)c.per_thread);
+  const int64_t nkb = (c.Tk + BK - 1) / BK;
+  /* Per thread: Q, S, O, m, l, corr (and key staging while packing); shared: one head's packed keys and values. */
+  c.per_thread = (size_t)round16(round16(BQ * c.D) + BQ * BK + round16(BQ * c.Dvp) + 3 * BQ);
+  if (c.per_thread < (size_t)round16(c.D)) c.per_thread = (size_t)round16(c.D);
+  const size_t shared = (size_t)(nkb * c.D * BK) + (size_t)(nkb * BK * c.Dvp);
   int threads = reel__pool_threads(cpu->pool);
-  c.ws = reel__cpu_scratch(b, (size_t)threads * c.per_thread * sizeof(float), err);
+  c.ws = reel__cpu_scratch(b, ((size_t)threads * c.per_thread + shared) * sizeof(float), err);
   if (!c.ws) return REEL_ENOMEM;
+  c.kt = c.ws + (size_t)threads * c.per_thread;
+  c.vp = c.kt + (size_t)(nkb * c.D * BK);
   reel__backend_set_path(b, c.avx512 ? "cpu-attention-avx512" : "cpu-attention-portable");
-  reel__pool_run(cpu->pool, q->shape[0] * c.H * c.nqb, 1, attn_items, &c);
+  /* Head by head: pack its keys and values once, then every query block reads them. */
+  for (c.bi = 0; c.bi < q->shape[0]; c.bi++)
+    for (c.h = 0; c.h < c.H; c.h++) {
+      reel__pool_run(cpu->pool, nkb, 1, pack_blocks, &c);
+      reel__pool_run(cpu->pool, c.nqb, 1, query_blocks, &c);
+    }
   return REEL_OK;
 }
