@@ -28,7 +28,7 @@
 #include "reel/encoder.h"
 #endif
 
-enum { OPT_JSON = REEL_JF_END, OPT_THREADS };
+enum { OPT_JSON = REEL_JF_END, OPT_THREADS, OPT_LATENTS, OPT_DUMP_LATENTS, OPT_PREVIEW_EVERY };
 
 static const struct option own_options[] = {{"output", required_argument, NULL, 'o'},
                                             {"verbose", no_argument, NULL, 'v'},
@@ -36,6 +36,8 @@ static const struct option own_options[] = {{"output", required_argument, NULL, 
                                             {"help", no_argument, NULL, 'h'},
                                             {"json", no_argument, NULL, OPT_JSON},
                                             {"threads", required_argument, NULL, OPT_THREADS},
+                                            {"latents", required_argument, NULL, OPT_LATENTS},
+                                            {"dump-latents", required_argument, NULL, OPT_DUMP_LATENTS},
                                             {NULL, 0, NULL, 0}};
 
 /* Set by SIGINT/SIGTERM; the progress callback turns it into a cancel. */
@@ -56,16 +58,23 @@ static void usage(FILE *f) {
           "  -o, --output PATH  where the clip goes: a file path or URL (file:///abs/path.mp4);\n"
           "                     default reel-YYYYMMDD-HHMMSS.mp4 in the current directory\n"
           "  --json             print one JSON object with the result on stdout\n"
-          "  --threads N        worker threads, 0..256 (0 = automatic)\n"
+          "  --threads N        compute and encoder threads, 0..256 (0 = automatic)\n"
+          "  --latents FILE     start from the initial latents in FILE (safetensors, tensor\n"
+          "                     \"latents\" [1, C, F, H, W]) instead of seeded noise\n"
+          "  --dump-latents FILE  write the initial and final latents (\"latents_init\",\n"
+          "                     \"latents_final\") to FILE (safetensors), to compare step by step\n"
           "  -v, --verbose      more log output (repeat for more)\n"
           "  -q, --quiet        no progress, notes or summary; errors only\n"
           "  -h, --help         this help\n"
           "\n");
   reel_jobflags_usage(f);
   fprintf(f,
-          "\nWithout --model the default model runs; until reel ships one that is\n"
+          "\n--model takes a model directory in the diffusers layout (e.g. a Wan2.1 T2V\n"
+          "checkpoint), a model name found under $REEL_MODEL_PATH or samples/models, or\n"
           "builtin:testsrc, a deterministic moving test pattern (size, frames, fps and\n"
-          "seed apply; steps, cfg, shift, sampler and negative prompt are ignored).\n");
+          "seed apply; steps, cfg, shift, sampler and negative prompt are ignored).\n"
+          "Fields left out take the model's defaults. Without --model: %s.\n",
+          reel_default_model());
 }
 
 static int usage_error(const char *flag, const char *msg) {
@@ -78,25 +87,44 @@ static int usage_error(const char *flag, const char *msg) {
 }
 
 typedef struct progress_state {
-  int draw;        /* draw a progress line (stderr is a terminal, not quiet) */
-  int drawn;       /* something is on the line */
-  int64_t last_ns; /* last redraw */
+  int draw;         /* draw a progress line (stderr is a terminal, not quiet) */
+  int drawn;        /* something is on the line */
+  int64_t last_ns;  /* last redraw */
+  int64_t step0_ns; /* when denoising started (it/s) */
 } progress_state;
 
 static int on_progress(const reel_progress *p, void *user) {
   progress_state *ps = user;
   if (ps->draw) {
     int64_t now = reel_now_ns();
+    int last = !strcmp(p->stage, "denoise") ? p->steps_done == p->steps_total : p->frames_done == p->frames_total;
+    char eta[32] = "";
+    if (p->eta_seconds >= 0) snprintf(eta, sizeof eta, "  ETA %.1f s", p->eta_seconds);
     if (!strcmp(p->stage, "finish")) {
       fprintf(stderr, "\r\033[Kfinishing: %d frames, flushing the encoder and writing the file", p->frames_total);
       fflush(stderr);
       ps->drawn = 1;
-    } else if (p->frames_done == p->frames_total || now - ps->last_ns >= 100000000) {
+    } else if (!strcmp(p->stage, "load") || !strcmp(p->stage, "text")) {
+      fprintf(stderr, "\r\033[K%s", !strcmp(p->stage, "load") ? "loading the model" : "encoding the prompt");
+      fflush(stderr);
+      ps->drawn = 1;
+    } else if (!strcmp(p->stage, "denoise")) {
+      if (p->steps_done == 0) ps->step0_ns = now;
+      if (last || now - ps->last_ns >= 100000000) {
+        ps->last_ns = now;
+        double secs = (double)(now - ps->step0_ns) / 1e9;
+        double rate = p->steps_done > 0 && secs > 0 ? p->steps_done / secs : 0.0;
+        fprintf(stderr, "\r\033[Kdenoise: step %d/%d  %.2f it/s%s", p->steps_done, p->steps_total, rate, eta);
+        fflush(stderr);
+        ps->drawn = 1;
+      }
+    } else if (last || now - ps->last_ns >= 100000000) {
       ps->last_ns = now;
       double rate = p->elapsed_seconds > 0 ? p->frames_done / p->elapsed_seconds : 0.0;
-      double eta = rate > 0 ? (p->frames_total - p->frames_done) / rate : 0.0;
-      fprintf(stderr, "\r\033[K%s: frame %d/%d  %.1f fps  ETA %.1f s", p->stage, p->frames_done, p->frames_total, rate,
-              eta);
+      if (p->steps_total > 0)
+        fprintf(stderr, "\r\033[K%s: frame %d/%d%s", p->stage, p->frames_done, p->frames_total, eta);
+      else
+        fprintf(stderr, "\r\033[K%s: frame %d/%d  %.1f fps%s", p->stage, p->frames_done, p->frames_total, rate, eta);
       fflush(stderr);
       ps->drawn = 1;
     }
@@ -146,12 +174,35 @@ static int print_json(const reel_generate_result *r) {
   json_object_set_new(o, "codec", json_string(r->codec));
   json_object_set_new(o, "container", json_string(r->container));
   json_object_set_new(o, "encoder", json_string(r->encoder));
+  if (r->steps > 0) {
+    json_object_set_new(o, "family", json_string(r->family));
+    json_object_set_new(o, "backend", json_string(r->backend));
+    json_object_set_new(o, "steps", json_integer(r->steps));
+    json_object_set_new(o, "guidance", json_real(r->guidance));
+    json_object_set_new(o, "shift", json_real(r->shift));
+    json_object_set_new(o, "sampler", json_string(r->sampler));
+  }
   json_t *t = json_object();
   if (t) {
+    if (r->steps > 0) {
+      json_object_set_new(t, "load", json_real(r->seconds_load));
+      json_object_set_new(t, "text", json_real(r->seconds_text));
+      json_object_set_new(t, "denoise", json_real(r->seconds_denoise));
+      json_object_set_new(t, "decode", json_real(r->seconds_decode));
+    }
     json_object_set_new(t, "render", json_real(r->seconds_render));
     json_object_set_new(t, "encode", json_real(r->seconds_encode));
     json_object_set_new(t, "commit", json_real(r->seconds_commit));
     json_object_set_new(o, "timings", t);
+  }
+  json_t *mem = json_object();
+  if (mem) {
+    if (r->steps > 0) {
+      json_object_set_new(mem, "model_bytes", json_integer((json_int_t)r->model_bytes));
+      json_object_set_new(mem, "peak_scratch_bytes", json_integer((json_int_t)r->peak_scratch_bytes));
+    }
+    json_object_set_new(mem, "peak_rss_bytes", json_integer((json_int_t)r->peak_rss_bytes));
+    json_object_set_new(o, "memory", mem);
   }
   char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
   json_decref(o);
@@ -167,7 +218,7 @@ int cmd_generate(int argc, char **argv) {
   reel_jobspec spec;
   reel_jobspec_init(&spec);
   reel_error err = {0};
-  const char *output = NULL;
+  const char *output = NULL, *latents = NULL, *dump_latents = NULL;
   int json = 0, verbose = 0, quiet = 0, threads = 0, rc = 1;
   char default_out[64];
 
@@ -203,6 +254,20 @@ int cmd_generate(int argc, char **argv) {
         goto out;
       case OPT_JSON:
         json = 1;
+        break;
+      case OPT_LATENTS:
+        if (!optarg[0]) {
+          rc = usage_error("--latents", "must name a safetensors file, got an empty string");
+          goto out;
+        }
+        latents = optarg;
+        break;
+      case OPT_DUMP_LATENTS:
+        if (!optarg[0]) {
+          rc = usage_error("--dump-latents", "must name a file, got an empty string");
+          goto out;
+        }
+        dump_latents = optarg;
         break;
       case OPT_THREADS: {
         char *end = NULL;
@@ -266,9 +331,13 @@ int cmd_generate(int argc, char **argv) {
     }
     goto out;
   }
-  if (!spec.model && !quiet)
+  if (!spec.model && !quiet && !strcmp(reel_default_model(), "builtin:testsrc"))
     fprintf(stderr, "reel generate: no --model given: using %s, a test pattern (no default model is shipped yet)\n",
             reel_default_model());
+  if ((latents || dump_latents) && !strcmp(spec.model ? spec.model : reel_default_model(), "builtin:testsrc")) {
+    rc = usage_error(latents ? "--latents" : "--dump-latents", "needs a diffusion model (--model DIR), not a test pattern");
+    goto out;
+  }
 
   reel_logger lg;
   reel_logger_init(&lg,
@@ -290,13 +359,15 @@ int cmd_generate(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 
-  progress_state ps = {!quiet && isatty(2), 0, 0};
+  progress_state ps = {!quiet && isatty(2), 0, 0, 0};
   reel_generate_options go;
   memset(&go, 0, sizeof go);
   go.log = &lg;
   go.progress = on_progress;
   go.progress_user = &ps;
   go.threads = threads;
+  go.latents_path = latents;
+  go.dump_latents_path = dump_latents;
   reel_generate_result res;
   reel_error_clear(&err);
   reel_status st = reel_generate(&spec, output, &go, &res, &err);
@@ -310,6 +381,9 @@ int cmd_generate(int argc, char **argv) {
     if (!strcmp(err.field, "url")) {
       snprintf(err.field, sizeof err.field, "-o");
       rc = st == REEL_EINVAL || st == REEL_ENOTFOUND || st == REEL_EUNSUPPORTED ? 2 : 1;
+    } else if (!strncmp(err.field, "latents", 7) || !strncmp(err.field, "dump_latents", 12)) {
+      snprintf(err.field, sizeof err.field, "%s", err.field[0] == 'l' ? "--latents" : "--dump-latents");
+      rc = st == REEL_EINVAL ? 2 : 1;
     } else {
       rc = reel_jobflags_rename_field(&err) && (st == REEL_EINVAL || st == REEL_ERANGE) ? 2 : 1;
     }

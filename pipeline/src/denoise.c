@@ -237,7 +237,7 @@ reel_status reel_denoise(reel_model *m, const reel_denoise_params *p, reel_tenso
     }
     CK(reel_scheduler_step(sched, &guided, &x, err));
     if (p->callback) {
-      reel_denoise_progress pr = {i, p->steps, t, reel_scheduler_sigma(sched, i + 1), &x};
+      reel_denoise_progress pr = {i, p->steps, t, reel_scheduler_sigma(sched, i + 1), &x, &guided};
       st = p->callback(p->callback_ctx, &pr);
       if (st != REEL_OK) {
         if (st == REEL_ECANCELED)

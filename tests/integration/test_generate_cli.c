@@ -39,7 +39,7 @@ static int teardown(void **state) {
 
 /* Runs `reel <args>` in the fixture directory, stderr folded into the output when `both`. */
 static int run_reel(const fixture *f, const char *args, int both, char **out) {
-  char cmd[2048];
+  char cmd[4096];
   snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s </dev/null %s", f->dir, f->bin, args, both ? "2>&1" : "2>/dev/null");
   return tu_run(cmd, out);
 }
@@ -149,7 +149,7 @@ static void test_codecs_and_bitrate(void **state) {
 }
 
 static json_t *generate_json(const fixture *f, const char *args) {
-  char cmd[512], *out = NULL;
+  char cmd[2600], *out = NULL;
   snprintf(cmd, sizeof cmd, "generate --json %s", args);
   int rc = run_reel(f, cmd, 0, &out);
   if (rc != 0) fail_msg("reel %s exited %d", cmd, rc);
@@ -205,7 +205,7 @@ static void test_same_seed_same_bytes(void **state) {
 }
 
 static void expect_usage_error(const fixture *f, const char *args, const char *needle) {
-  char cmd[512], *out = NULL;
+  char cmd[2600], *out = NULL;
   snprintf(cmd, sizeof cmd, "generate %s", args);
   int rc = run_reel(f, cmd, 1, &out);
   if (rc != 2) fail_msg("reel %s: exit %d, want 2 (%s)", cmd, rc, out);
@@ -243,8 +243,57 @@ static void test_bad_flags(void **state) {
   free(out);
 }
 
+/* A model directory (the tiny WanPipeline fixture) with every job flag; latents out and back in. */
+static void test_model_dir(void **state) {
+  fixture *f = *state;
+  const char *src = getenv("REEL_SOURCE_DIR");
+  assert_non_null(src);
+  char args[2048];
+  snprintf(args, sizeof args,
+           "--model '%s/tests/fixtures/tiny-wan' --size 48x32 --frames 9 --fps 12 --steps 3 --seed 4 --cfg 4 "
+           "--shift 2 --sampler euler --negative blurry --codec h264 --container mp4 --crf 20 --preset fast "
+           "--backend cpu --threads 1 --dump-latents d.safetensors -o m.mp4 'a cat on a mat'",
+           src);
+  json_t *o = generate_json(f, args);
+  assert_int_equal(json_integer_value(json_object_get(o, "frames")), 9);
+  assert_int_equal(json_integer_value(json_object_get(o, "width")), 48);
+  assert_int_equal(json_integer_value(json_object_get(o, "height")), 32);
+  assert_true(json_number_value(json_object_get(o, "fps")) == 12.0);
+  assert_int_equal(json_integer_value(json_object_get(o, "steps")), 3);
+  assert_true(json_number_value(json_object_get(o, "guidance")) == 4.0);
+  assert_true(json_number_value(json_object_get(o, "shift")) == 2.0);
+  assert_string_equal(json_string_value(json_object_get(o, "sampler")), "euler");
+  assert_string_equal(json_string_value(json_object_get(o, "backend")), "cpu");
+  json_t *t = json_object_get(o, "timings");
+  for (const char *const *k = (const char *const[]){"load", "text", "denoise", "decode", "encode", "commit", NULL}; *k;
+       k++)
+    assert_true(json_is_number(json_object_get(t, *k)));
+  assert_true(json_integer_value(json_object_get(json_object_get(o, "memory"), "peak_scratch_bytes")) > 0);
+  json_t *s = ffprobe(f, "m.mp4");
+  assert_int_equal(json_integer_value(json_object_get(s, "width")), 48);
+  assert_string_equal(str(s, "nb_read_frames"), "9");
+  json_decref(s);
+  /* The dumped initial latents given back (with another seed) reproduce the clip byte for byte. */
+  snprintf(args, sizeof args,
+           "--model '%s/tests/fixtures/tiny-wan' --size 48x32 --frames 9 --fps 12 --steps 3 --seed 99 --cfg 4 "
+           "--shift 2 --sampler euler --negative blurry --crf 20 --preset fast --threads 1 "
+           "--latents d.safetensors -o n.mp4 'a cat on a mat'",
+           src);
+  json_t *o2 = generate_json(f, args);
+  assert_string_equal(json_string_value(json_object_get(o, "sha256")), json_string_value(json_object_get(o2, "sha256")));
+  json_decref(o);
+  json_decref(o2);
+  /* The model's rules name the flag. */
+  snprintf(args, sizeof args, "--model '%s/tests/fixtures/tiny-wan' --size 48x32 --frames 8 -o x.mp4 p", src);
+  expect_usage_error(f, args, "--frames: must be 1 + 4 k");
+  snprintf(args, sizeof args, "--model '%s/tests/fixtures/tiny-wan' --size 40x32 --frames 5 -o x.mp4 p", src);
+  expect_usage_error(f, args, "--size: must be a multiple of 16");
+  expect_usage_error(f, "--model builtin:testsrc --latents d.safetensors -o x.mp4 p", "--latents: needs a diffusion model");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_model_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(test_generate_mp4, setup, teardown),
       cmocka_unit_test_setup_teardown(test_size_frames_fps_follow_flags, setup, teardown),
       cmocka_unit_test_setup_teardown(test_codecs_and_bitrate, setup, teardown),

@@ -32,6 +32,12 @@ typedef struct reel_denoise_progress {
   double timestep;            /* the timestep the model saw */
   double sigma;               /* the noise level the latents are at now */
   const reel_tensor *latents; /* [S, C, F, H, W], valid during the call */
+  /*
+   * The guided prediction of this step [S, C, F, H, W] (valid during the call):
+   * for flow matching, latents - sigma * prediction estimates the clean latents
+   * (exactly for Euler), which is what previews decode.
+   */
+  const reel_tensor *prediction;
 } reel_denoise_progress;
 
 /* Called after each step. REEL_OK continues; any other status stops the loop and is returned. */

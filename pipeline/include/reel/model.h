@@ -11,6 +11,11 @@
  * REEL_EUNSUPPORTED naming the component. The text encoder and the VAE of Wan
  * plug into the same table as the transformer.
  *
+ * Generation defaults: the family fills reel_model_info's defaults; an optional
+ * <dir>/reel.json overrides them (members "width", "height", "frames", "fps",
+ * "steps", "guidance", "shift", "sampler", "negative_prompt"; see
+ * docs/models.md) so that a model folder can say how it is meant to be run.
+ *
  * Lifetimes: a reel_model borrows its backend (which must outlive it) and owns
  * everything it loaded. Calls on one model must not run concurrently (they share
  * the backend). All tensors passed in and out live on the model's backend.
@@ -41,7 +46,21 @@ typedef struct reel_model_info {
   reel_sched_config sampler;  /* the family's default sampler (kind and shift) */
   double guidance;            /* default classifier-free guidance scale */
   int steps;                  /* default number of steps */
+  /* Generation defaults for fields a job leaves at 0 (the family's, overridden by <dir>/reel.json). */
+  int default_width, default_height; /* pixels */
+  int default_frames;
+  double default_fps;
+  const char *default_negative_prompt; /* "" when none; owned by the model */
 } reel_model_info;
+
+/*
+ * Called by reel_model_decode_stream once per decoded group of frames: `frames`
+ * [3, n, H, W] f32 on the model's backend in [-1, 1] (the VAE's clamped
+ * output), video frames first_frame .. first_frame + n - 1, valid during the
+ * call. A non-OK status stops decoding and is returned.
+ */
+typedef reel_status (*reel_model_frames_fn)(void *user, const reel_tensor *frames, int64_t first_frame,
+                                            reel_error *err);
 
 /*
  * A family's implementation. `impl` is the family's loaded state. Tensor
@@ -62,6 +81,11 @@ typedef struct reel_model_family {
                          reel_tensor_arena *arena, reel_tensor *out, reel_error *err);
   reel_status (*decode)(void *impl, const reel_tensor *latents, reel_tensor_arena *arena, reel_tensor *frames,
                         reel_error *err);
+  /* Optional: one sample's latents [C, F, H, W] decoded group by group into fn (see reel_model_decode_stream). */
+  reel_status (*decode_stream)(void *impl, const reel_tensor *latents, reel_model_frames_fn fn, void *user,
+                               reel_error *err);
+  /* Optional: bytes of private scratch encode_prompt and decode_stream use for latents [C, F, H, W]. */
+  reel_status (*scratch_bytes)(void *impl, const int64_t latent[4], size_t *bytes, reel_error *err);
 } reel_model_family;
 
 /* The Wan2.1 text-to-video family (diffusers layout: transformer/, text_encoder/, tokenizer/, vae/). */
@@ -87,6 +111,18 @@ void reel_model_destroy(reel_model **m);
 const reel_model_info *reel_model_get_info(const reel_model *m);
 const reel_model_family *reel_model_get_family(const reel_model *m);
 reel_backend *reel_model_backend(const reel_model *m);
+/* The folder the model was opened from (owned by the model). */
+const char *reel_model_dir(const reel_model *m);
+/* Bytes of the weight files (*.safetensors) in the model folder and its component folders. */
+uint64_t reel_model_weight_bytes(const reel_model *m);
+
+/*
+ * Private scratch (outside the caller's arenas) that reel_model_encode_prompt
+ * and reel_model_decode_stream take for latents [C, F, H, W] of one sample; 0
+ * when the family keeps none.
+ */
+reel_status reel_model_scratch_bytes(reel_model *m, const int64_t latent[4], size_t *bytes /* OUT: */,
+                                     reel_error *err);
 
 /*
  * Text embeddings of one prompt: *embeds becomes an arena tensor [text_len,
@@ -116,6 +152,14 @@ reel_status reel_model_denoise(reel_model *m, const reel_tensor *latents, const 
  */
 reel_status reel_model_decode(reel_model *m, const reel_tensor *latents, reel_tensor_arena *arena, reel_tensor *frames,
                               reel_error *err);
+
+/*
+ * Decodes one sample's latents [C, F, H, W] (as the denoiser produces them: the
+ * family un-normalises them) group of frames by group of frames into fn, in
+ * memory that does not grow with F. REEL_EUNSUPPORTED when the model has no VAE.
+ */
+reel_status reel_model_decode_stream(reel_model *m, const reel_tensor *latents, reel_model_frames_fn fn, void *user,
+                                     reel_error *err);
 
 #ifdef __cplusplus
 }

@@ -131,9 +131,12 @@ static reel_status wan_load(reel_backend *b, const char *dir, void **impl, reel_
   info->out_channels = c->out_channels;
   for (int i = 0; i < 3; i++) info->latent_multiple[i] = c->patch[i];
   info->text_dim = c->text_dim;
-  info->text_len = WAN_TEXT_LEN;
-  info->guidance = 5.0; /* WanPipeline's defaults */
+  info->guidance = 5.0; /* WanPipeline's defaults: 480x832, 81 frames, 50 steps, exported at 16 fps */
   info->steps = 50;
+  info->default_width = 832;
+  info->default_height = 480;
+  info->default_frames = 81;
+  info->default_fps = 16.0;
   if (has_file(dir, "tokenizer", "tokenizer.json") && has_file(dir, "text_encoder", "config.json")) {
     snprintf(path, sizeof path, "%s/tokenizer", dir);
     if ((st = reel_tokenizer_load_dir(path, &w->tok, err)) != REEL_OK) goto fail;
@@ -145,6 +148,7 @@ static reel_status wan_load(reel_backend *b, const char *dir, void **impl, reel_
                           (long long)reel_umt5_get_config(w->te)->d_model, (long long)c->text_dim);
       goto fail;
     }
+    info->text_len = WAN_TEXT_LEN; /* 0 (no text encoder) otherwise */
   }
   if (has_file(dir, "vae", "config.json")) {
     snprintf(path, sizeof path, "%s/vae", dir);
@@ -232,6 +236,52 @@ static reel_status wan_decode(void *impl, const reel_tensor *latents, reel_tenso
   return st;
 }
 
+/* Private scratch of encode_prompt (UMT5 on 512 tokens) and decode_stream (latents + one VAE chunk). */
+static reel_status wan_scratch_bytes(void *impl, const int64_t latent[4], size_t *bytes, reel_error *err) {
+  wan_impl *w = impl;
+  size_t total = 0, need = 0;
+  if (w->te) total += reel_umt5_arena_bytes(w->te, WAN_TEXT_LEN) + 4096;
+  if (w->vae) {
+    reel_status st = reel_wan_vae_decode_arena_bytes(w->vae, latent[2], latent[3], &need, err);
+    if (st != REEL_OK) return st;
+    total += need + (size_t)(latent[0] * latent[1] * latent[2] * latent[3]) * sizeof(float) + 64;
+  }
+  *bytes = total;
+  return REEL_OK;
+}
+
+typedef struct stream_ctx {
+  reel_model_frames_fn fn;
+  void *user;
+} stream_ctx;
+
+static reel_status stream_chunk(void *user, const reel_tensor *frames, int64_t first_frame, reel_error *err) {
+  stream_ctx *c = user;
+  return c->fn(c->user, frames, first_frame, err);
+}
+
+/* One sample: un-normalise into the private arena, then the VAE chunk by chunk. */
+static reel_status wan_decode_stream(void *impl, const reel_tensor *latents, reel_model_frames_fn fn, void *user,
+                                     reel_error *err) {
+  wan_impl *w = impl;
+  if (!w->vae) return reel_error_set(err, REEL_EUNSUPPORTED, "vae", "this model folder has no vae");
+  if (!latents || latents->ndim != 4)
+    return reel_error_set(err, REEL_EINVAL, "latents", "must be one sample's latents [C, F, H, W]");
+  size_t need = 0;
+  reel_status st = reel_wan_vae_decode_arena_bytes(w->vae, latents->shape[2], latents->shape[3], &need, err);
+  if (st != REEL_OK) return st;
+  size_t lat_bytes = (size_t)reel_tensor_numel(latents) * sizeof(float) + 64;
+  if ((st = ensure_arena(w->b, &w->vae_arena, need + lat_bytes, err)) != REEL_OK) return st;
+  reel_tensor un;
+  if ((st = reel_tensor_arena_alloc(w->vae_arena, REEL_F32, 4, latents->shape, &un, err)) ||
+      (st = reel_wan_vae_denormalize(w->vae, latents, &un, err)))
+    return st;
+  stream_ctx c = {fn, user};
+  st = reel_wan_vae_decode_stream(w->vae, &un, w->vae_arena, stream_chunk, &c, err);
+  reel_tensor_arena_reset(w->vae_arena);
+  return st;
+}
+
 const reel_model_family reel_model_family_wan21 = {
     .name = "wan2.1",
     .probe = wan_probe,
@@ -241,4 +291,6 @@ const reel_model_family reel_model_family_wan21 = {
     .denoise_arena_bytes = wan_denoise_arena_bytes,
     .denoise = wan_denoise,
     .decode = wan_decode,
+    .decode_stream = wan_decode_stream,
+    .scratch_bytes = wan_scratch_bytes,
 };
