@@ -696,6 +696,19 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
     st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
     goto fail;
   }
+#if defined(__x86_64__) || defined(__i386__)
+  /*
+   * libx264's AVX-512 functions (x264 core 164, Debian 12) read memory they never
+   * initialised: identical frames then encode to different bytes from run to run
+   * (seen on 48x32 clips; MALLOC_PERTURB_ makes it repeatable). Its AVX2 code is
+   * clean, so on AVX-512 machines x264 is held to AVX2 (which they all have).
+   */
+  if (!strcmp(e->codec->encoder, "libx264") && __builtin_cpu_supports("avx512f") &&
+      av_dict_set(&copts, "x264-params", "asm=AVX2", 0) < 0) {
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto fail;
+  }
+#endif
   r = avcodec_open2(c, codec, &copts);
   if (r < 0) {
     char what[64];
