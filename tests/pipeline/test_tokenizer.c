@@ -341,6 +341,22 @@ static void test_small_and_malformed(void **state) {
     expect_load(j, cases[i].want, cases[i].field);
     free(j);
   }
+  /* a pathological Replace regex is cut off by its step budget, not left to backtrack for ever */
+  j = make_json(GOOD_MODEL,
+                "{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"a*a*a*a*a*a*a*a*a*a*b\"},\"content\":\"x\"}", GOOD_PRE,
+                GOOD_POST, GOOD_ADDED);
+  assert_int_equal(reel_tokenizer_load_memory(j, strlen(j), REEL_TOKENIZER_AS_WRITTEN, NULL, &tok, &err), REEL_OK);
+  free(j);
+  {
+    char text[3000];
+    memset(text, 'a', sizeof text);
+    reel_error_clear(&err);
+    assert_int_equal(reel_tokenizer_encode(tok, text, sizeof text, 0, &ids, &n, &err), REEL_ELIMIT);
+    assert_string_equal(err.field, "normalizer");
+    assert_int_equal(reel_tokenizer_encode(tok, "aab c", 5, 0, &ids, &n, &err), REEL_OK); /* "aab" -> "x" */
+    reel_free(ids);
+  }
+  reel_tokenizer_destroy(&tok);
   expect_load("{\"model\":", REEL_EFORMAT, "tokenizer.json");
   expect_load("[]", REEL_EFORMAT, "object");
   expect_load("{}", REEL_EFORMAT, "model");

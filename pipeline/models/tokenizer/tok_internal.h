@@ -87,8 +87,11 @@ typedef struct tok_regex {
 
 reel_status tok_regex_compile(tok_regex *rx, const char *pattern, const char *field, reel_error *err);
 void tok_regex_fini(tok_regex *rx);
-/* Leftmost match at or after `from`: returns 1 and [*ms, *me) or 0. Greedy with backtracking. */
-int tok_regex_find(const tok_regex *rx, const char *s, size_t n, size_t from, size_t *ms, size_t *me);
+/*
+ * Leftmost match at or after `from`: returns 1 and [*ms, *me), 0 when there is none, -1 when
+ * *budget (matcher steps, decremented) ran out or memory did. Greedy with backtracking.
+ */
+int tok_regex_find(const tok_regex *rx, const char *s, size_t n, size_t from, uint64_t *budget, size_t *ms, size_t *me);
 
 enum tok_norm_kind { TOK_NORM_PRECOMPILED, TOK_NORM_REPLACE, TOK_NORM_STRIP, TOK_NORM_PREPEND };
 

@@ -206,6 +206,7 @@ reel_status tok_regex_compile(tok_regex *rx, const char *pattern, const char *fi
   const char *p = pattern, *end = pattern + n;
   uint64_t minlen = 0;
   while (p < end) {
+    if (rx->natoms == 64) goto unsupported; /* bounds the matcher's recursion */
     tok_regex_atom *atoms = reel_realloc(rx->atoms, (rx->natoms + 1) * sizeof *atoms);
     if (!atoms) goto nomem;
     rx->atoms = atoms;
@@ -283,7 +284,7 @@ reel_status tok_regex_compile(tok_regex *rx, const char *pattern, const char *fi
 unsupported:
   tok_regex_fini(rx);
   return reel_error_set(err, REEL_EUNSUPPORTED, field,
-                        "regex \"%.64s\" is outside the supported subset (literals, ., \\s, \\S, [classes], "
+                        "regex \"%.64s\" is outside the supported subset (up to 64 literals, ., \\s, \\S, [classes], "
                         "*, +, ?, {n,m})",
                         pattern);
 nomem:
@@ -309,23 +310,36 @@ static int rx_atom_matches(const tok_regex_atom *a, uint32_t c) {
   }
 }
 
-/* Matches atoms[k..] at s[pos..); returns the end or SIZE_MAX. Greedy, backtracking. */
-static size_t rx_match(const tok_regex *rx, size_t k, const char *s, size_t n, size_t pos) {
+#define RX_NOMATCH SIZE_MAX
+#define RX_ABORT   (SIZE_MAX - 1)
+
+/*
+ * Matches atoms[k..] at s[pos..); returns the end, RX_NOMATCH, or RX_ABORT when the step
+ * budget ran out or memory did. Greedy, backtracking (Oniguruma's leftmost-first order).
+ */
+static size_t rx_match(const tok_regex *rx, size_t k, const char *s, size_t n, size_t pos, uint64_t *budget) {
   if (k == rx->natoms) return pos;
   const tok_regex_atom *a = &rx->atoms[k];
-  /* Collect the end positions after 1..max repetitions (bounded by the text). */
   size_t count = 0, p = pos;
   size_t stack_ends[64];
   size_t *ends = stack_ends, cap = 64;
-  size_t result = SIZE_MAX;
+  size_t result = RX_NOMATCH;
   while (count < a->max && p < n) {
+    if (*budget == 0) {
+      result = RX_ABORT;
+      goto out;
+    }
+    (*budget)--;
     uint32_t c;
     size_t l = tok_utf8_next(s + p, n - p, &c);
     if (!rx_atom_matches(a, c)) break;
     p += l;
     if (count == cap) {
       size_t *ne = reel_malloc(cap * 2 * sizeof *ne);
-      if (!ne) break; /* treat as no further repetition; only reached on huge runs under OOM */
+      if (!ne) {
+        result = RX_ABORT;
+        goto out;
+      }
       memcpy(ne, ends, cap * sizeof *ne);
       if (ends != stack_ends) reel_free(ends);
       ends = ne;
@@ -335,20 +349,23 @@ static size_t rx_match(const tok_regex *rx, size_t k, const char *s, size_t n, s
   }
   for (size_t r = count + 1; r-- > a->min;) {
     size_t at = r == 0 ? pos : ends[r - 1];
-    size_t e = rx_match(rx, k + 1, s, n, at);
-    if (e != SIZE_MAX) {
+    size_t e = rx_match(rx, k + 1, s, n, at, budget);
+    if (e != RX_NOMATCH) {
       result = e;
       break;
     }
   }
+out:
   if (ends != stack_ends) reel_free(ends);
   return result;
 }
 
-int tok_regex_find(const tok_regex *rx, const char *s, size_t n, size_t from, size_t *ms, size_t *me) {
+int tok_regex_find(const tok_regex *rx, const char *s, size_t n, size_t from, uint64_t *budget, size_t *ms,
+                   size_t *me) {
   for (size_t start = from; start < n; start += tok_utf8_len((unsigned char)s[start])) {
-    size_t e = rx_match(rx, 0, s, n, start);
-    if (e != SIZE_MAX) {
+    size_t e = rx_match(rx, 0, s, n, start, budget);
+    if (e == RX_ABORT) return -1;
+    if (e != RX_NOMATCH) {
       *ms = start;
       *me = e;
       return 1;
@@ -377,11 +394,14 @@ reel_status tok_norm_apply(const tok_norm_step *s, const char *in, size_t n, tok
       return apply_precompiled(&s->cm, in, n, out);
     case TOK_NORM_REPLACE: {
       size_t pos = 0;
+      /* A bound on backtracking: linear in the text for the patterns conversions write. */
+      uint64_t budget = 256 * ((uint64_t)n + 1) + 65536;
       while (pos < n) {
         size_t ms, me;
         int found;
         if (s->is_regex) {
-          found = tok_regex_find(&s->rx, in, n, pos, &ms, &me);
+          found = tok_regex_find(&s->rx, in, n, pos, &budget, &ms, &me);
+          if (found < 0) return REEL_ELIMIT;
         } else {
           const char *hit = s->literal_len <= n - pos ? memmem(in + pos, n - pos, s->literal, s->literal_len) : NULL;
           found = hit != NULL;

@@ -454,7 +454,8 @@ static reel_status parse_added(reel_tokenizer *t, const json_t *root, reel_error
     if (normalized) {
       /* Matched against normalised text: store the normalised content (as the library does). */
       if ((st = normalize_text(t, content, len, &norm, &tmp)) != REEL_OK) {
-        st = reel_error_set(err, st, path, "out of memory");
+        st = reel_error_set(err, st, path,
+                            st == REEL_ELIMIT ? "normalizing it exceeded the regex budget" : "out of memory");
         goto out;
       }
       if (norm.n == 0) continue; /* normalises to nothing: can never match */
@@ -877,7 +878,11 @@ static reel_status encode_tokens(const reel_tokenizer *t, const char *text, size
   st = REEL_OK;
   goto done;
 oom:
-  st = reel_error_set(err, st, "text", "out of memory while tokenizing %zu bytes", len);
+  if (st == REEL_ELIMIT)
+    st = reel_error_set(err, st, "normalizer",
+                        "a Replace regex needed more matching steps than its budget on this text");
+  else
+    st = reel_error_set(err, st, "text", "out of memory while tokenizing %zu bytes", len);
 done:
   tok_buf_fini(&clean);
   tok_buf_fini(&norm);
