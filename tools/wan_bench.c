@@ -247,7 +247,8 @@ int main(int argc, char **argv) {
            (long long)ls[1], (long long)ls[2], (long long)ls[3], (long long)ls[4], (long long)T, (long long)cs[1]);
     printf("load %.3f s; warm-up forward %.3f s; median of %d: %.3f s (min %.3f); %.1f GFLOP -> %.1f GFLOP/s\n", load_s,
            warm, runs, median, times[0], flops / 1e9, flops / 1e9 / median);
-    printf("peak RSS %.0f MB; arena %.1f MB; last path %s\n", peak_rss_mb(), (double)need / 1048576.0, attn_path);
+    printf("peak RSS %.0f MB; arena %.1f MB; op scratch %.1f MB; last path %s\n", peak_rss_mb(),
+           (double)need / 1048576.0, (double)reel_backend_scratch_bytes(b) / 1048576.0, attn_path);
     if (want) printf("max abs error vs reference output: %.3g\n", max_err);
   }
   free(times);
