@@ -199,6 +199,32 @@ reel_status reel_model_denoise(reel_model *m, const reel_tensor *latents, const 
   return m->family->denoise(m->impl, latents, timesteps, context, arena, out, err);
 }
 
+int reel_model_can_prepare_context(const reel_model *m) {
+  return m && m->family->prepare_context && m->family->prepare_context_arena_bytes && m->family->denoise_prepared;
+}
+
+reel_status reel_model_prepare_context_arena_bytes(reel_model *m, int64_t batch, int64_t text_len, size_t *bytes,
+                                                   reel_error *err) {
+  if (!m || !bytes) return reel_error_set(err, REEL_EINVAL, "model", "NULL argument");
+  if (!reel_model_can_prepare_context(m)) return missing(m, "prepared context", err);
+  return m->family->prepare_context_arena_bytes(m->impl, batch, text_len, bytes, err);
+}
+
+reel_status reel_model_prepare_context(reel_model *m, const reel_tensor *context, reel_tensor_arena *arena,
+                                       reel_tensor *prepared, reel_error *err) {
+  if (!m || !context || !arena || !prepared) return reel_error_set(err, REEL_EINVAL, "context", "NULL argument");
+  if (!reel_model_can_prepare_context(m)) return missing(m, "prepared context", err);
+  return m->family->prepare_context(m->impl, context, arena, prepared, err);
+}
+
+reel_status reel_model_denoise_prepared(reel_model *m, const reel_tensor *latents, const float *timesteps,
+                                        const reel_tensor *prepared, reel_tensor_arena *arena, reel_tensor *out,
+                                        reel_error *err) {
+  if (!m) return reel_error_set(err, REEL_EINVAL, "model", "NULL model");
+  if (!reel_model_can_prepare_context(m)) return missing(m, "prepared context", err);
+  return m->family->denoise_prepared(m->impl, latents, timesteps, prepared, arena, out, err);
+}
+
 reel_status reel_model_decode(reel_model *m, const reel_tensor *latents, reel_tensor_arena *arena, reel_tensor *frames,
                               reel_error *err) {
   if (!m || !latents || !arena || !frames) return reel_error_set(err, REEL_EINVAL, "latents", "NULL argument");

@@ -4,9 +4,11 @@
  *
  * Layout in the arena, allocated once before the first step: the latents x
  * [S, ...], the batched model input [2S, ...] (x twice) and context [2S, L, D]
- * (cond then uncond), the prediction [2S, ...], the guided prediction [S, ...]
- * and the sampler's history; each step then takes the model's temporaries above
- * them and gives them back. The sampler runs on backend tensors through a
+ * (cond then uncond), the prediction [2S, ...], the guided prediction [S, ...],
+ * the model's prepared context (when its family can prepare one: for Wan the
+ * text embedder and every block's cross-attention keys and values, computed once
+ * instead of in every step) and the sampler's history; each step then takes the
+ * model's temporaries above them and gives them back. The sampler runs on backend tensors through a
  * reel_sched_ops table whose linear combinations are reel_op_lincomb, so the
  * update arithmetic (double accumulation, one rounding) is the same as the host
  * sampler's on every backend.
@@ -121,6 +123,11 @@ reel_status reel_denoise_arena_bytes(reel_model *m, const reel_denoise_params *p
   size_t total = 64 + aligned(S * n) + aligned((size_t)B * n); /* x, prediction */
   if (cfg) total += aligned((size_t)B * n) + aligned((size_t)(B * L * D) * sizeof(float)) + aligned(S * n);
   total += (size_t)(p->sampler.solver_order + 2) * aligned(S * n); /* sampler history */
+  if (reel_model_can_prepare_context(m)) {
+    size_t prep = 0;
+    if ((st = reel_model_prepare_context_arena_bytes(m, B, L, &prep, err)) != REEL_OK) return st;
+    total += prep;
+  }
   *bytes = total + model;
   return REEL_OK;
 }
@@ -190,6 +197,10 @@ reel_status reel_denoise(reel_model *m, const reel_denoise_params *p, reel_tenso
     CK(reel_tensor_slice(&pred, 0, 0, S, &cond_half, err));
     CK(reel_tensor_slice(&pred, 0, S, S, &uncond_half, err));
   }
+  /* The text side of the model once for the whole loop, when the family can. */
+  reel_tensor prepared;
+  const int use_prepared = reel_model_can_prepare_context(m);
+  if (use_prepared) CK(reel_model_prepare_context(m, &ctx, arena, &prepared, err));
   CK(reel_scheduler_new(&p->sampler, p->steps, S * n, &ops, &sched, err));
 
   host = reel_malloc(S * n * sizeof(float));
@@ -220,7 +231,10 @@ reel_status reel_denoise(reel_model *m, const reel_denoise_params *p, reel_tenso
       CK(reel_tensor_slice(&xin, 0, S, S, &half, err));
       CK(reel_op_copy(b, &x, &half, err));
     }
-    CK(reel_model_denoise(m, &xin, ts, &ctx, arena, &pred, err));
+    if (use_prepared)
+      CK(reel_model_denoise_prepared(m, &xin, ts, &prepared, arena, &pred, err));
+    else
+      CK(reel_model_denoise(m, &xin, ts, &ctx, arena, &pred, err));
     if (cfg) {
       /* uncond + g (cond - uncond), as one combination. */
       const reel_tensor *terms[2] = {&cond_half, &uncond_half};

@@ -5,8 +5,9 @@
  * (integer and fractional), f32 weights; the output must be within 1e-4 (max abs)
  * of WanTransformer3DModel's. The bf16 original-key-name checkpoint must load to
  * the same structures and reproduce diffusers' output with those bf16 weights.
- * Also: the arena the forward reports is enough and is all given back, and the
- * result does not depend on the thread count.
+ * Also: the arena the forward reports is enough and is all given back, the
+ * result does not depend on the thread count, and the forward from the text side
+ * prepared once (reel_wan_prepare_text) gives the same bits.
  */
 #include <math.h>
 #include <stdio.h>
@@ -75,6 +76,30 @@ static double run_forward(const fwd_case *fc, int threads, float **result, size_
   double e = tu_max_abs_diff(want, got, no, &where);
   printf("%s %s (%d threads): max abs error %.3g at %zu (ref %.6f got %.6f)\n", fc->model, fc->output, threads, e,
          where, want[where], got[where]);
+
+  /* The text side prepared once, then the forward from it: the same bits. */
+  size_t text_need = 0;
+  assert_int_equal(reel_wan_text_arena_bytes(m, ls[0], cs[1], &text_need, &err), REEL_OK);
+  reel_tensor_arena *arena2 = reel_tensor_arena_new(b, text_need + need, &err);
+  assert_non_null(arena2);
+  reel_tensor text, to2;
+  assert_int_equal(reel_tensor_new(b, REEL_F32, 5, os, &to2, &err), REEL_OK);
+  st = reel_wan_prepare_text(m, &tc, arena2, &text, &err);
+  if (st != REEL_OK) fail_msg("prepare_text: %s: %s", err.field, err.msg);
+  assert_int_equal(text.shape[0], reel_wan_transformer_config(m)->layers);
+  st = reel_wan_forward_text(m, &tl, ts, &text, arena2, &to2, &err);
+  if (st != REEL_OK) fail_msg("forward_text: %s: %s", err.field, err.msg);
+  float *got2 = wt_download(&to2);
+  assert_memory_equal(got, got2, no * sizeof *got);
+  free(got2);
+  /* A text tensor of another batch is refused, naming it. */
+  reel_tensor bad;
+  assert_int_equal(reel_tensor_slice(&text, 2, 0, 1, &bad, &err), REEL_OK);
+  reel_error_clear(&err);
+  assert_int_equal(reel_wan_forward_text(m, &tl, ts, &bad, arena2, &to2, &err), REEL_EINVAL);
+  assert_string_equal(err.field, "text");
+  reel_tensor_free(&to2);
+  reel_tensor_arena_destroy(&arena2);
 
   reel_tensor_arena_destroy(&arena);
   reel_tensor_free(&tl);

@@ -86,6 +86,18 @@ typedef struct reel_model_family {
                                reel_error *err);
   /* Optional: bytes of private scratch encode_prompt and decode_stream use for latents [C, F, H, W]. */
   reel_status (*scratch_bytes)(void *impl, const int64_t latent[4], size_t *bytes, reel_error *err);
+  /*
+   * Optional, all three or none: the denoiser's work that depends on the context
+   * alone, done once per job (prepare_context) and reused by every step
+   * (denoise_prepared gives the same result as denoise with that context).
+   */
+  reel_status (*prepare_context_arena_bytes)(void *impl, int64_t batch, int64_t text_len, size_t *bytes,
+                                             reel_error *err);
+  reel_status (*prepare_context)(void *impl, const reel_tensor *context, reel_tensor_arena *arena,
+                                 reel_tensor *prepared, reel_error *err);
+  reel_status (*denoise_prepared)(void *impl, const reel_tensor *latents, const float *timesteps,
+                                  const reel_tensor *prepared, reel_tensor_arena *arena, reel_tensor *out,
+                                  reel_error *err);
 } reel_model_family;
 
 /* The Wan2.1 text-to-video family (diffusers layout: transformer/, text_encoder/, tokenizer/, vae/). */
@@ -145,6 +157,23 @@ reel_status reel_model_denoise_arena_bytes(reel_model *m, int64_t batch, const i
  */
 reel_status reel_model_denoise(reel_model *m, const reel_tensor *latents, const float *timesteps,
                                const reel_tensor *context, reel_tensor_arena *arena, reel_tensor *out, reel_error *err);
+
+/* Nonzero when the family can prepare a context once for many denoiser calls. */
+int reel_model_can_prepare_context(const reel_model *m);
+/* Arena bytes reel_model_prepare_context() takes (its result included). */
+reel_status reel_model_prepare_context_arena_bytes(reel_model *m, int64_t batch, int64_t text_len,
+                                                   size_t *bytes /* OUT: */, reel_error *err);
+/*
+ * context [B, L, text_dim] -> *prepared, an arena tensor in the family's own
+ * layout, for reel_model_denoise_prepared() with batches of B. Valid until the
+ * arena is released below it. REEL_EUNSUPPORTED when the family cannot.
+ */
+reel_status reel_model_prepare_context(reel_model *m, const reel_tensor *context, reel_tensor_arena *arena,
+                                       reel_tensor *prepared /* OUT: */, reel_error *err);
+/* reel_model_denoise() with a prepared context: the same result, without the per-call text work. */
+reel_status reel_model_denoise_prepared(reel_model *m, const reel_tensor *latents, const float *timesteps,
+                                        const reel_tensor *prepared, reel_tensor_arena *arena, reel_tensor *out,
+                                        reel_error *err);
 
 /*
  * Decodes latents [B, C, F, H, W] into frames [B, 3, F', H', W'] (f32 in [-1, 1]

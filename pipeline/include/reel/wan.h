@@ -167,6 +167,27 @@ reel_status reel_wan_forward_arena_bytes(const reel_wan_transformer *m, int64_t 
 reel_status reel_wan_forward(reel_wan_transformer *m, const reel_tensor *latents, const float *timesteps,
                              const reel_tensor *context, reel_tensor_arena *arena, reel_tensor *out, reel_error *err);
 
+/*
+ * The text side of a forward, which depends on the context alone: the text
+ * embedder and every block's cross-attention keys (RMS-normed) and values. A
+ * denoising loop computes it once per job and passes it to every step, instead
+ * of redoing it in each forward (for Wan2.1-1.3B with 512 text tokens that is
+ * about 150 GFLOP per sample and step).
+ *
+ * reel_wan_prepare_text: context [B, L, text_dim] -> *text, an arena tensor
+ * [layers, 2, B, L, dim] in the activation dtype (valid until the arena is
+ * released below it); its temporaries are given back. On failure the arena is
+ * as before and *text is zeroed. reel_wan_text_arena_bytes() is what the call
+ * takes (the result included). reel_wan_forward_text() is reel_wan_forward()
+ * with that tensor in place of the context, and gives the same bits.
+ */
+reel_status reel_wan_text_arena_bytes(const reel_wan_transformer *m, int64_t batch, int64_t text_len,
+                                      size_t *bytes /* OUT: */, reel_error *err);
+reel_status reel_wan_prepare_text(reel_wan_transformer *m, const reel_tensor *context, reel_tensor_arena *arena,
+                                  reel_tensor *text /* OUT: */, reel_error *err);
+reel_status reel_wan_forward_text(reel_wan_transformer *m, const reel_tensor *latents, const float *timesteps,
+                                  const reel_tensor *text, reel_tensor_arena *arena, reel_tensor *out, reel_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -208,6 +208,22 @@ static reel_status wan_denoise(void *impl, const reel_tensor *latents, const flo
   return reel_wan_forward(((wan_impl *)impl)->tr, latents, timesteps, context, arena, out, err);
 }
 
+static reel_status wan_prepare_context_arena_bytes(void *impl, int64_t batch, int64_t text_len, size_t *bytes,
+                                                   reel_error *err) {
+  return reel_wan_text_arena_bytes(((wan_impl *)impl)->tr, batch, text_len, bytes, err);
+}
+
+static reel_status wan_prepare_context(void *impl, const reel_tensor *context, reel_tensor_arena *arena,
+                                       reel_tensor *prepared, reel_error *err) {
+  return reel_wan_prepare_text(((wan_impl *)impl)->tr, context, arena, prepared, err);
+}
+
+static reel_status wan_denoise_prepared(void *impl, const reel_tensor *latents, const float *timesteps,
+                                        const reel_tensor *prepared, reel_tensor_arena *arena, reel_tensor *out,
+                                        reel_error *err) {
+  return reel_wan_forward_text(((wan_impl *)impl)->tr, latents, timesteps, prepared, arena, out, err);
+}
+
 /* WanPipeline: latents / (1 / std) + mean, then the VAE, sample by sample. */
 static reel_status wan_decode(void *impl, const reel_tensor *latents, reel_tensor_arena *arena, reel_tensor *frames,
                               reel_error *err) {
@@ -293,4 +309,7 @@ const reel_model_family reel_model_family_wan21 = {
     .decode = wan_decode,
     .decode_stream = wan_decode_stream,
     .scratch_bytes = wan_scratch_bytes,
+    .prepare_context_arena_bytes = wan_prepare_context_arena_bytes,
+    .prepare_context = wan_prepare_context,
+    .denoise_prepared = wan_denoise_prepared,
 };

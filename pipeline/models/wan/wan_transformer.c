@@ -117,7 +117,7 @@ void reel_wan_transformer_destroy(reel_wan_transformer **pm) {
 
 /* Nonzero when every matrix the forward multiplies by is bf16. */
 static int matrices_bf16(const reel_wan_transformer *m) {
-  const reel_tensor *top[] = {&m->patch_w, &m->time1.w, &m->time2.w, &m->tproj.w,
+  const reel_tensor *top[] = {&m->patch_w, &m->time1.w, &m->time2.w,   &m->tproj.w,
                               &m->text1.w, &m->text2.w, &m->proj_out.w};
   for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
     if (top[i]->dtype != REEL_BF16) return 0;
@@ -196,8 +196,8 @@ static void set_shape(fwd_shapes *s, int i, int nd, int64_t a, int64_t b, int64_
   /* The token activations take the activation dtype; the residual stream, the
      rotary tables, the timestep/modulation vectors and the output projection stay f32. */
   static const unsigned act_bufs = (1u << BUF_CTX1) | (1u << BUF_CTX) | (1u << BUF_XP) | (1u << BUF_NORM) |
-                                   (1u << BUF_Q) | (1u << BUF_K) | (1u << BUF_V) | (1u << BUF_ATT) |
-                                   (1u << BUF_KC) | (1u << BUF_VC) | (1u << BUF_FFN);
+                                   (1u << BUF_Q) | (1u << BUF_K) | (1u << BUF_V) | (1u << BUF_ATT) | (1u << BUF_KC) |
+                                   (1u << BUF_VC) | (1u << BUF_FFN);
   s->dt[i] = (act_bufs >> i) & 1u ? s->act : REEL_F32;
   s->ndim[i] = nd;
   s->shape[i][0] = a;
@@ -457,27 +457,105 @@ static reel_status check_arg(const reel_tensor *t, const char *name, int ndim, r
   return REEL_OK;
 }
 
-reel_status reel_wan_forward(reel_wan_transformer *m, const reel_tensor *latents, const float *timesteps,
-                             const reel_tensor *context, reel_tensor_arena *arena, reel_tensor *out, reel_error *err) {
+/* ---- the text side, once per job ---------------------------------------------------------- */
+
+/* Checks context [B, L, text_dim]. */
+static reel_status check_context(const reel_wan_config *c, const reel_tensor *context, int64_t B, reel_error *err) {
+  reel_status st = check_arg(context, "context", 3, err);
+  if (st != REEL_OK) return st;
+  if ((B >= 0 && context->shape[0] != B) || context->shape[0] < 1 || context->shape[1] < 1 ||
+      context->shape[2] != c->text_dim)
+    return reel_error_set(err, REEL_EINVAL, "context",
+                          "must be [%lld, L, %lld] (batch, text_dim), got [%lld, %lld, %lld]", (long long)B,
+                          (long long)c->text_dim, (long long)context->shape[0], (long long)context->shape[1],
+                          (long long)context->shape[2]);
+  return REEL_OK;
+}
+
+/* The cross-attention keys (which = 0) or values (1) of block li as a [B, L, D] view of text. */
+static reel_status text_kv(const reel_tensor *text, int64_t li, int which, reel_tensor *out, reel_error *err) {
+  reel_tensor s;
+  reel_status st = reel_tensor_slice(text, 0, li, 1, &s, err);
+  if (st == REEL_OK) st = reel_tensor_slice(&s, 1, which, 1, &s, err);
+  if (st == REEL_OK) st = reel_tensor_reshape(&s, 3, text->shape + 2, out, err);
+  return st;
+}
+
+static size_t act_bytes(reel_dtype dt, int64_t n) { return (reel_dtype_size(dt) * (size_t)n + 63) & ~(size_t)63; }
+
+reel_status reel_wan_text_arena_bytes(const reel_wan_transformer *m, int64_t batch, int64_t text_len, size_t *bytes,
+                                      reel_error *err) {
+  if (!m || !bytes) return reel_error_set(err, REEL_EINVAL, "transformer", "NULL argument");
+  if (batch < 1 || batch > (1 << 16) || text_len < 1 || text_len > (1 << 20))
+    return reel_error_set(err, REEL_ERANGE, "context", "batch must be in 1..65536 and tokens in 1..1048576");
+  const int64_t n = batch * text_len * m->cfg.dim;
+  *bytes = 64 + act_bytes(m->act, m->cfg.layers * 2 * n) + 2 * act_bytes(m->act, n);
+  return REEL_OK;
+}
+
+reel_status reel_wan_prepare_text(reel_wan_transformer *m, const reel_tensor *context, reel_tensor_arena *arena,
+                                  reel_tensor *text, reel_error *err) {
+  if (text) memset(text, 0, sizeof *text);
+  if (!m || !arena || !text) return reel_error_set(err, REEL_EINVAL, "transformer", "NULL argument");
+  const reel_wan_config *c = &m->cfg;
+  reel_backend *b = m->b;
+  reel_status st = check_context(c, context, -1, err);
+  if (st != REEL_OK) return st;
+  const int64_t B = context->shape[0], L = context->shape[1];
+  const size_t start = reel_tensor_arena_used(arena);
+  int64_t ts[5] = {c->layers, 2, B, L, c->dim}, cs[3] = {B, L, c->dim};
+  reel_tensor ctx1, ctx, kc, vc;
+  CK(reel_tensor_arena_alloc(arena, m->act, 5, ts, text, err));
+  const size_t mark = reel_tensor_arena_used(arena);
+  CK(reel_tensor_arena_alloc(arena, m->act, 3, cs, &ctx1, err));
+  CK(reel_tensor_arena_alloc(arena, m->act, 3, cs, &ctx, err));
+  CK(linear(b, context, &m->text1, &ctx1, err));
+  CK(reel_op_gelu_tanh(b, &ctx1, &ctx1, err));
+  CK(linear(b, &ctx1, &m->text2, &ctx, err));
+  for (int64_t li = 0; li < c->layers; li++) {
+    const wan_block *bl = &m->blocks[li];
+    CK(text_kv(text, li, 0, &kc, err));
+    CK(text_kv(text, li, 1, &vc, err));
+    CK(linear(b, &ctx, &bl->ck, &kc, err));
+    CK(reel_op_rms_norm(b, &kc, &bl->cnorm_k, (float)c->eps, &kc, err));
+    CK(linear(b, &ctx, &bl->cv, &vc, err));
+  }
+  reel_tensor_arena_release(arena, mark);
+  return REEL_OK;
+done:
+  reel_tensor_arena_release(arena, start);
+  memset(text, 0, sizeof *text);
+  return st;
+}
+
+/* ---- the forward -------------------------------------------------------------------------- */
+
+/* One forward from the context (text NULL) or from reel_wan_prepare_text()'s tensor (context NULL). */
+static reel_status forward(reel_wan_transformer *m, const reel_tensor *latents, const float *timesteps,
+                           const reel_tensor *context, const reel_tensor *text, reel_tensor_arena *arena,
+                           reel_tensor *out, reel_error *err) {
   if (!m || !timesteps || !arena) return reel_error_set(err, REEL_EINVAL, "transformer", "NULL argument");
   const reel_wan_config *c = &m->cfg;
   reel_backend *b = m->b;
   reel_status st;
   if ((st = check_arg(latents, "latents", 5, err)) != REEL_OK) return st;
-  if ((st = check_arg(context, "context", 3, err)) != REEL_OK) return st;
   if ((st = check_arg(out, "out", 5, err)) != REEL_OK) return st;
-  const int64_t B = latents->shape[0], L = context->shape[1];
+  const int64_t B = latents->shape[0];
   if (latents->shape[1] != c->in_channels)
     return reel_error_set(err, REEL_EINVAL, "latents", "has %lld channels, the model takes in_channels=%lld",
                           (long long)latents->shape[1], (long long)c->in_channels);
+  if (text) {
+    if (!text->buf || text->ndim != 5 || text->dtype != m->act || text->shape[0] != c->layers || text->shape[1] != 2 ||
+        text->shape[2] != B || text->shape[3] < 1 || text->shape[4] != c->dim)
+      return reel_error_set(err, REEL_EINVAL, "text", "must be reel_wan_prepare_text()'s [%lld, 2, %lld, L, %lld] %s",
+                            (long long)c->layers, (long long)B, (long long)c->dim, reel_dtype_name(m->act));
+  } else if ((st = check_context(c, context, B, err)) != REEL_OK) {
+    return st;
+  }
+  const int64_t L = text ? text->shape[3] : context->shape[1];
   int64_t grid[3];
   if ((st = check_grid(c, B, latents->shape[2], latents->shape[3], latents->shape[4], L, grid, err)) != REEL_OK)
     return st;
-  if (context->shape[0] != B || context->shape[2] != c->text_dim)
-    return reel_error_set(err, REEL_EINVAL, "context",
-                          "must be [%lld, L, %lld] (batch, text_dim), got [%lld, %lld, %lld]", (long long)B,
-                          (long long)c->text_dim, (long long)context->shape[0], (long long)context->shape[1],
-                          (long long)context->shape[2]);
   if (out->shape[0] != B || out->shape[1] != c->out_channels || out->shape[2] != latents->shape[2] ||
       out->shape[3] != latents->shape[3] || out->shape[4] != latents->shape[4])
     return reel_error_set(err, REEL_EINVAL, "out", "must be [%lld, %lld, %lld, %lld, %lld]", (long long)B,
@@ -517,9 +595,11 @@ reel_status reel_wan_forward(reel_wan_transformer *m, const reel_tensor *latents
   CK(linear(b, &t[BUF_TMID], &m->time2, &t[BUF_TEMB], err));
   CK(reel_op_silu(b, &t[BUF_TEMB], &t[BUF_TSILU], err));
   CK(linear(b, &t[BUF_TSILU], &m->tproj, &t[BUF_TPROJ], err));
-  CK(linear(b, context, &m->text1, &t[BUF_CTX1], err));
-  CK(reel_op_gelu_tanh(b, &t[BUF_CTX1], &t[BUF_CTX1], err));
-  CK(linear(b, &t[BUF_CTX1], &m->text2, &t[BUF_CTX], err));
+  if (!text) {
+    CK(linear(b, context, &m->text1, &t[BUF_CTX1], err));
+    CK(reel_op_gelu_tanh(b, &t[BUF_CTX1], &t[BUF_CTX1], err));
+    CK(linear(b, &t[BUF_CTX1], &m->text2, &t[BUF_CTX], err));
+  }
   reel_tensor tproj3;
   {
     int64_t s3[3] = {B, 6, D};
@@ -561,10 +641,16 @@ reel_status reel_wan_forward(reel_wan_transformer *m, const reel_tensor *latents
       CK(reel_op_layer_norm(b, x, &bl->norm2_w, &bl->norm2_b, eps, nrm, err));
       cin = nrm;
     }
-    CK(linear(b, &t[BUF_CTX], &bl->ck, &t[BUF_KC], err));
-    CK(reel_op_rms_norm(b, &t[BUF_KC], &bl->cnorm_k, eps, &t[BUF_KC], err));
-    CK(linear(b, &t[BUF_CTX], &bl->cv, &t[BUF_VC], err));
-    CK(attention(b, c, cin, &bl->cq, &bl->cnorm_q, &t[BUF_KC], &t[BUF_VC], NULL, NULL, &t[BUF_Q], &t[BUF_ATT], err));
+    reel_tensor kc = t[BUF_KC], vc = t[BUF_VC];
+    if (text) {
+      CK(text_kv(text, li, 0, &kc, err));
+      CK(text_kv(text, li, 1, &vc, err));
+    } else {
+      CK(linear(b, &t[BUF_CTX], &bl->ck, &kc, err));
+      CK(reel_op_rms_norm(b, &kc, &bl->cnorm_k, eps, &kc, err));
+      CK(linear(b, &t[BUF_CTX], &bl->cv, &vc, err));
+    }
+    CK(attention(b, c, cin, &bl->cq, &bl->cnorm_q, &kc, &vc, NULL, NULL, &t[BUF_Q], &t[BUF_ATT], err));
     CK(linear(b, &t[BUF_ATT], &bl->co, nrm, err));
     CK(reel_op_add(b, x, nrm, x, err));
 
@@ -597,4 +683,17 @@ done:
   reel_free(tsin);
   reel_tensor_arena_release(arena, mark);
   return st;
+}
+
+reel_status reel_wan_forward(reel_wan_transformer *m, const reel_tensor *latents, const float *timesteps,
+                             const reel_tensor *context, reel_tensor_arena *arena, reel_tensor *out, reel_error *err) {
+  if (!context) return reel_error_set(err, REEL_EINVAL, "context", "missing tensor");
+  return forward(m, latents, timesteps, context, NULL, arena, out, err);
+}
+
+reel_status reel_wan_forward_text(reel_wan_transformer *m, const reel_tensor *latents, const float *timesteps,
+                                  const reel_tensor *text, reel_tensor_arena *arena, reel_tensor *out,
+                                  reel_error *err) {
+  if (!text) return reel_error_set(err, REEL_EINVAL, "text", "missing tensor");
+  return forward(m, latents, timesteps, NULL, text, arena, out, err);
 }
