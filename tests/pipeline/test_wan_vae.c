@@ -241,11 +241,72 @@ static void test_malformed(void **state) {
   tu_rmtree(dir);
 }
 
+/* The VAE with every weight stored as bf16 decodes close to the f32 model. */
+static void test_bf16_weights(void **state) {
+  (void)state;
+  char dir[256], path[1024];
+  reel_error err = {0};
+  tu_mkdtemp(dir, sizeof dir);
+  reel_safetensors *st = NULL;
+  fixture_path(path, sizeof path, "tiny-wan/vae/diffusion_pytorch_model.safetensors");
+  assert_int_equal(reel_safetensors_open(path, &st, &err), REEL_OK);
+  size_t n = reel_safetensors_count(st);
+  reel_st_entry *e = calloc(n, sizeof *e);
+  uint16_t **bufs = calloc(n, sizeof *bufs);
+  for (size_t i = 0; i < n; i++) {
+    const reel_st_tensor *t = reel_safetensors_at(st, i);
+    float *f = malloc((size_t)t->nbytes);
+    memcpy(f, t->data, (size_t)t->nbytes);
+    bufs[i] = malloc((size_t)t->numel * 2);
+    reel_convert_f32_to_bf16(f, bufs[i], (size_t)t->numel);
+    free(f);
+    e[i] = (reel_st_entry){t->name, REEL_ST_BF16, t->rank, t->shape, bufs[i]};
+  }
+  snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+  assert_int_equal(reel_safetensors_write(path, e, n, NULL, 0, &err), REEL_OK);
+  write_variant(dir, NULL, NULL, NULL); /* config.json (and a f32 copy that is overwritten next) */
+  assert_int_equal(reel_safetensors_write(path, e, n, NULL, 0, &err), REEL_OK);
+  reel_backend *b = reel_backend_new_cpu(2, &err);
+  reel_wan_vae *v16 = NULL;
+  if (reel_wan_vae_load(b, dir, &v16, &err) != REEL_OK) fail_msg("%s: %s", err.field, err.msg);
+  reel_safetensors *ref = NULL;
+  fixture_path(path, sizeof path, "tiny-wan/reference/vae.safetensors");
+  assert_int_equal(reel_safetensors_open(path, &ref, &err), REEL_OK);
+  reel_tensor lat = upload(b, ref, "decode2.latents"), video;
+  int64_t vs[4] = {3, 5, 24, 40};
+  assert_int_equal(reel_tensor_new(b, REEL_F32, 4, vs, &video, &err), REEL_OK);
+  size_t need = 0;
+  assert_int_equal(reel_wan_vae_decode_arena_bytes(v16, 3, 5, &need, &err), REEL_OK);
+  reel_tensor_arena *arena = reel_tensor_arena_new(b, need, &err);
+  assert_int_equal(reel_wan_vae_decode(v16, &lat, arena, &video, &err), REEL_OK);
+  size_t cnt = 3 * 5 * 24 * 40;
+  float *got = malloc(cnt * sizeof *got), *want = malloc(cnt * sizeof *want);
+  assert_int_equal(reel_tensor_download(&video, got, cnt * sizeof *got, &err), REEL_OK);
+  memcpy(want, reel_safetensors_find(ref, "decode2.sample")->data, cnt * sizeof *want);
+  double d = tu_max_abs_diff(got, want, cnt, NULL);
+  printf("bf16 weights vs f32 reference: max abs diff %.3g\n", d);
+  assert_true(d > 0.0 && d < 0.1);
+  free(got);
+  free(want);
+  reel_tensor_free(&lat);
+  reel_tensor_free(&video);
+  reel_tensor_arena_destroy(&arena);
+  reel_safetensors_close(&ref);
+  reel_wan_vae_destroy(&v16);
+  reel_backend_destroy(&b);
+  for (size_t i = 0; i < n; i++) free(bufs[i]);
+  free(bufs);
+  free(e);
+  reel_safetensors_close(&st);
+  tu_rmtree(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_decode_encode),
       cmocka_unit_test(test_denormalize_and_arena),
       cmocka_unit_test(test_malformed),
+      cmocka_unit_test(test_bf16_weights),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
