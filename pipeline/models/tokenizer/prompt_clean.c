@@ -69,7 +69,7 @@ static reel_status unescape(const char *s, size_t n, tok_buf *out) {
     if (p < n && s[p] == '#') {
       size_t q = p + 1;
       uint32_t num = 0;
-      int hex = 0, digits = 0;
+      int digits = 0;
       if (q < n && s[q] >= '0' && s[q] <= '9') {
         while (q < n && s[q] >= '0' && s[q] <= '9') {
           num = num > 0x110000 ? 0x110001 : num * 10 + (uint32_t)(s[q] - '0');
@@ -77,7 +77,6 @@ static reel_status unescape(const char *s, size_t n, tok_buf *out) {
           digits++;
         }
       } else if (q < n && (s[q] == 'x' || s[q] == 'X')) {
-        hex = 1;
         q++;
         while (q < n && hexval(s[q]) >= 0) {
           num = num > 0x110000 ? 0x110001 : num * 16 + (uint32_t)hexval(s[q]);
@@ -85,7 +84,6 @@ static reel_status unescape(const char *s, size_t n, tok_buf *out) {
           digits++;
         }
       }
-      (void)hex;
       if (digits == 0) { /* not a reference: '&' stays, scanning goes on after it */
         if ((st = tok_buf_append(out, "&", 1)) != REEL_OK) return st;
         i++;
