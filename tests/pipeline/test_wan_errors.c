@@ -129,6 +129,40 @@ static void test_config_fields(void **state) {
   assert_int_equal(reel_wan_config_load("/nonexistent/config.json", &cfg, &err), REEL_ENOTFOUND);
 }
 
+/* The released configurations: every size from the file, the rope split of 128-wide heads. */
+static void test_config_released(void **state) {
+  (void)state;
+  static const char *const c13 =
+      "{\"_class_name\": \"WanTransformer3DModel\", \"_diffusers_version\": \"0.33.0.dev0\", \"added_kv_proj_dim\": "
+      "null, \"attention_head_dim\": 128, \"cross_attn_norm\": true, \"eps\": 1e-06, \"ffn_dim\": 8960, "
+      "\"freq_dim\": 256, \"image_dim\": null, \"in_channels\": 16, \"num_attention_heads\": 12, \"num_layers\": 30, "
+      "\"out_channels\": 16, \"patch_size\": [1, 2, 2], \"qk_norm\": \"rms_norm_across_heads\", \"rope_max_seq_len\": "
+      "1024, \"text_dim\": 4096}";
+  static const char *const c14 =
+      "{\"_class_name\": \"WanTransformer3DModel\", \"attention_head_dim\": 128, \"cross_attn_norm\": true, "
+      "\"eps\": 1e-06, \"ffn_dim\": 13824, \"freq_dim\": 256, \"in_channels\": 16, \"num_attention_heads\": 40, "
+      "\"num_layers\": 40, \"out_channels\": 16, \"patch_size\": [1, 2, 2], \"qk_norm\": \"rms_norm_across_heads\", "
+      "\"rope_max_seq_len\": 1024, \"text_dim\": 4096}";
+  reel_wan_config c;
+  reel_error err = {0};
+  assert_int_equal(reel_wan_config_parse(c13, strlen(c13), "1.3B", &c, &err), REEL_OK);
+  assert_int_equal(c.dim, 1536);
+  assert_int_equal(c.heads, 12);
+  assert_int_equal(c.layers, 30);
+  assert_int_equal(c.ffn_dim, 8960);
+  assert_int_equal(c.text_dim, 4096);
+  assert_int_equal(c.freq_dim, 256);
+  assert_int_equal(c.rope_dims[0], 44);
+  assert_int_equal(c.rope_dims[1], 42);
+  assert_int_equal(c.rope_dims[2], 42);
+  assert_int_equal(reel_wan_config_parse(c14, strlen(c14), "14B", &c, &err), REEL_OK);
+  assert_int_equal(c.dim, 5120);
+  assert_int_equal(c.heads, 40);
+  assert_int_equal(c.layers, 40);
+  assert_int_equal(c.ffn_dim, 13824);
+  assert_true(c.eps == 1e-6);
+}
+
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
 typedef enum { EDIT_NONE, EDIT_DROP, EDIT_RESHAPE, EDIT_DTYPE, EDIT_RENAME } edit_kind;
@@ -543,6 +577,7 @@ static void test_single_file_layouts(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_config_fields, setup, teardown),
+      cmocka_unit_test(test_config_released),
       cmocka_unit_test_setup_teardown(test_bad_weights, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_alloc_failures, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_inputs, setup, teardown),
