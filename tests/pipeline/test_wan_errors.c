@@ -352,6 +352,11 @@ static void test_bad_inputs(void **state) {
   reel_error_clear(&err);
   assert_int_equal(reel_wan_forward_arena_bytes(m, 1, 3, 6, 9, 7, &need, &err), REEL_EINVAL);
   assert_string_equal(err.field, "latents.width");
+  reel_error_clear(&err);
+  assert_int_equal(reel_wan_forward_arena_bytes(m, 2, 1024, 2048, 2048, 512, &need, &err), REEL_ELIMIT);
+  assert_string_equal(err.field, "latents");
+  reel_error_clear(&err);
+  assert_int_equal(reel_wan_text_arena_bytes(m, 65536, 1 << 20, &need, &err), REEL_ERANGE);
   /* And the good call still works after all that. */
   reel_error_clear(&err);
   assert_int_equal(reel_wan_forward(m, &lat, ts, &ctx, arena, &out, &err), REEL_OK);

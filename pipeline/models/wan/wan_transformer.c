@@ -228,6 +228,8 @@ static void forward_shapes(const reel_wan_config *c, reel_dtype act, int64_t B, 
 }
 
 /* Validates a latent grid; writes the patched grid. */
+#define WAN_MAX_BATCH_TOKENS ((int64_t)1 << 26)
+
 static reel_status check_grid(const reel_wan_config *c, int64_t batch, int64_t F, int64_t H, int64_t W, int64_t L,
                               int64_t grid[3], reel_error *err) {
   const int64_t dims[3] = {F, H, W};
@@ -245,6 +247,13 @@ static reel_status check_grid(const reel_wan_config *c, int64_t batch, int64_t F
   }
   if (L < 1 || L > (1 << 20))
     return reel_error_set(err, REEL_ERANGE, "context.tokens", "must be in 1..1048576, got %lld", (long long)L);
+  /* Bounds every buffer size computed from them far inside size_t (480p x 81 frames x CFG is 2^16). */
+  if (batch * grid[0] * grid[1] * grid[2] > WAN_MAX_BATCH_TOKENS)
+    return reel_error_set(err, REEL_ELIMIT, "latents", "%lld samples x %lld tokens exceed %lld tokens per batch",
+                          (long long)batch, (long long)(grid[0] * grid[1] * grid[2]), (long long)WAN_MAX_BATCH_TOKENS);
+  if (batch * L > WAN_MAX_BATCH_TOKENS)
+    return reel_error_set(err, REEL_ELIMIT, "context", "%lld samples x %lld text tokens exceed %lld per batch",
+                          (long long)batch, (long long)L, (long long)WAN_MAX_BATCH_TOKENS);
   return REEL_OK;
 }
 
@@ -486,8 +495,10 @@ static size_t act_bytes(reel_dtype dt, int64_t n) { return (reel_dtype_size(dt) 
 reel_status reel_wan_text_arena_bytes(const reel_wan_transformer *m, int64_t batch, int64_t text_len, size_t *bytes,
                                       reel_error *err) {
   if (!m || !bytes) return reel_error_set(err, REEL_EINVAL, "transformer", "NULL argument");
-  if (batch < 1 || batch > (1 << 16) || text_len < 1 || text_len > (1 << 20))
-    return reel_error_set(err, REEL_ERANGE, "context", "batch must be in 1..65536 and tokens in 1..1048576");
+  if (batch < 1 || batch > (1 << 16) || text_len < 1 || text_len > (1 << 20) || batch * text_len > WAN_MAX_BATCH_TOKENS)
+    return reel_error_set(err, REEL_ERANGE, "context",
+                          "batch must be in 1..65536, tokens in 1..1048576 and their product at most %lld",
+                          (long long)WAN_MAX_BATCH_TOKENS);
   const int64_t n = batch * text_len * m->cfg.dim;
   *bytes = 64 + act_bytes(m->act, m->cfg.layers * 2 * n) + 2 * act_bytes(m->act, n);
   return REEL_OK;
@@ -502,6 +513,8 @@ reel_status reel_wan_prepare_text(reel_wan_transformer *m, const reel_tensor *co
   reel_status st = check_context(c, context, -1, err);
   if (st != REEL_OK) return st;
   const int64_t B = context->shape[0], L = context->shape[1];
+  size_t need;
+  if ((st = reel_wan_text_arena_bytes(m, B, L, &need, err)) != REEL_OK) return st;
   const size_t start = reel_tensor_arena_used(arena);
   int64_t ts[5] = {c->layers, 2, B, L, c->dim}, cs[3] = {B, L, c->dim};
   reel_tensor ctx1, ctx, kc, vc;
