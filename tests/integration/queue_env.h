@@ -3,7 +3,7 @@
  * Helpers for the queue integration tests: start and kill real `reel broker` and
  * `reel worker` processes on loopback, connect the C client, wait for job states.
  * Header-only (static functions) so that each test program stays one file.
- * Heartbeats are short (100 ms × 3) so that lost peers are noticed in 300 ms.
+ * Heartbeats are short (250 ms × 3, or qenv.heartbeat) so that lost peers are noticed in well under a second.
  */
 #ifndef REEL_TESTS_QUEUE_ENV_H
 #define REEL_TESTS_QUEUE_ENV_H
@@ -24,7 +24,8 @@
 #include "reel/protocol.h"
 #include "testutil.h"
 
-#define QE_HEARTBEAT   "100"
+/* Short enough that lost peers are noticed within a second, long enough for a loaded 2-core machine. */
+#define QE_HEARTBEAT   "250"
 #define QE_MAX_WORKERS 16
 
 typedef struct qenv {
@@ -38,6 +39,7 @@ typedef struct qenv {
   int nworkers;
   int nstarts;
   const char *broker_extra[16]; /* extra broker arguments (NULL-terminated) */
+  const char *heartbeat;        /* broker --heartbeat-ms; NULL = QE_HEARTBEAT */
 } qenv;
 
 static inline void qe_init(qenv *e) {
@@ -96,7 +98,7 @@ static inline void qe_start_broker(qenv *e) {
   argv[n++] = "--endpoint-file";
   argv[n++] = epfile;
   argv[n++] = "--heartbeat-ms";
-  argv[n++] = QE_HEARTBEAT;
+  argv[n++] = (char *)(e->heartbeat ? e->heartbeat : QE_HEARTBEAT);
   argv[n++] = "-v";
   for (int i = 0; e->broker_extra[i] && n < 46; i++) argv[n++] = (char *)e->broker_extra[i];
   argv[n] = NULL;
@@ -178,7 +180,7 @@ static inline reel_client *qe_client_keys(qenv *e, const char *tenant, const cha
   reel_client_options_init(&o);
   o.endpoint = e->endpoint;
   o.tenant = tenant;
-  o.heartbeat_ms = 100;
+  o.heartbeat_ms = 250;
   o.timeout_ms = 20000;
   o.broker_public_key = server_key;
   o.public_key = pub;
