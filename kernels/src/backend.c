@@ -43,6 +43,17 @@ int reel_backend_threads(const reel_backend *b) { return b->threads; }
 const char *reel_backend_last_path(const reel_backend *b) { return b->last_path; }
 size_t reel_backend_scratch_bytes(const reel_backend *b) { return b->scratch_bytes; }
 
+static void note_peak(reel_backend *b) {
+  size_t now = b->buffer_bytes + b->scratch_bytes;
+  if (now > b->peak_bytes) b->peak_bytes = now;
+}
+
+void reel_backend_memory(reel_backend *b, size_t *live, size_t *peak) {
+  note_peak(b);
+  if (live) *live = b->buffer_bytes + b->scratch_bytes;
+  if (peak) *peak = b->peak_bytes;
+}
+
 void reel__backend_set_path(reel_backend *b, const char *path) {
   snprintf(b->last_path, sizeof b->last_path, "%s", path);
 }
@@ -75,6 +86,8 @@ reel_status reel_buffer_new(reel_backend *b, size_t size, reel_buffer **out, ree
   buf->backend = b;
   buf->size = size;
   b->live_buffers++;
+  b->buffer_bytes += size;
+  note_peak(b);
   *out = buf;
   return REEL_OK;
 }
@@ -103,7 +116,11 @@ void reel_buffer_destroy(reel_buffer **bufp) {
   if (!bufp || !*bufp) return;
   reel_buffer *buf = *bufp;
   *bufp = NULL;
-  if (!(buf->flags & REEL__BUF_WRAPPED)) buf->backend->ops->buffer_free(buf->backend, buf->data);
+  if (!(buf->flags & REEL__BUF_WRAPPED)) {
+    note_peak(buf->backend);
+    buf->backend->ops->buffer_free(buf->backend, buf->data);
+    buf->backend->buffer_bytes -= buf->size;
+  }
   buf->backend->live_buffers--;
   reel_free(buf);
 }

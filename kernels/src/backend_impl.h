@@ -100,6 +100,8 @@ struct reel_backend {
   char last_path[REEL__PATH_MAX];
   size_t scratch_bytes; /* maintained by the backend */
   int wrap_host;        /* reel_buffer_wrap_host() allowed (host-memory backends; the CPU's "wrap_host" option) */
+  size_t buffer_bytes;  /* bytes of the live buffers this backend allocated (not wrapped ones) */
+  size_t peak_bytes;    /* high-water mark of buffer_bytes + scratch_bytes, see reel_backend_memory() */
   void *impl;           /* the backend's private state */
 };
 

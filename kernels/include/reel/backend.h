@@ -100,6 +100,15 @@ const char *reel_backend_last_path(const reel_backend *b);
 /* Bytes of op scratch the backend currently holds (its high-water mark). */
 size_t reel_backend_scratch_bytes(const reel_backend *b);
 
+/*
+ * Memory the backend holds for reel: *live = bytes of its allocated buffers (not
+ * wrapped host memory) plus op scratch now; *peak = the most of that seen so far,
+ * sampled whenever a buffer is allocated or freed and at this call. Either
+ * pointer may be NULL. Excludes what the device runtime keeps for itself (a CUDA
+ * context's few hundred MB).
+ */
+void reel_backend_memory(reel_backend *b, size_t *live, size_t *peak);
+
 /* Waits until every queued op and copy has finished. CPU: returns at once. */
 reel_status reel_backend_synchronize(reel_backend *b, reel_error *err);
 
