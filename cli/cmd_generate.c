@@ -182,6 +182,14 @@ static int print_json(const reel_generate_result *r) {
     json_object_set_new(o, "shift", json_real(r->shift));
     json_object_set_new(o, "sampler", json_string(r->sampler));
   }
+  if (r->poster_url[0]) {
+    json_object_set_new(o, "poster", json_string(r->poster_url));
+    json_object_set_new(o, "poster_frame", json_integer(r->poster_frame));
+  }
+  if (r->preview_url[0]) {
+    json_object_set_new(o, "preview_anim", json_string(r->preview_url));
+    json_object_set_new(o, "preview_frames", json_integer(r->preview_frames));
+  }
   json_t *t = json_object();
   if (t) {
     if (r->steps > 0) {
@@ -335,7 +343,8 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "reel generate: no --model given: using %s, a test pattern (no default model is shipped yet)\n",
             reel_default_model());
   if ((latents || dump_latents) && !strcmp(spec.model ? spec.model : reel_default_model(), "builtin:testsrc")) {
-    rc = usage_error(latents ? "--latents" : "--dump-latents", "needs a diffusion model (--model DIR), not a test pattern");
+    rc = usage_error(latents ? "--latents" : "--dump-latents",
+                     "needs a diffusion model (--model DIR), not a test pattern");
     goto out;
   }
 
@@ -403,6 +412,8 @@ int cmd_generate(int argc, char **argv) {
     printf("wrote %s (%llu bytes, %d frames, %dx%d at %g fps, seed %llu) in %.2f s\n", res.url,
            (unsigned long long)res.bytes, res.frames, res.width, res.height, res.fps, (unsigned long long)res.seed,
            res.seconds_total);
+    if (res.poster_url[0]) printf("wrote %s (poster, frame %d)\n", res.poster_url, res.poster_frame);
+    if (res.preview_url[0]) printf("wrote %s (preview, %d frames)\n", res.preview_url, res.preview_frames);
   }
   rc = 0;
 out:

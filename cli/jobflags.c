@@ -14,14 +14,25 @@
 #include "reel/alloc.h"
 
 const struct option reel_jobflags_options[] = {
-    {"model", required_argument, NULL, REEL_JF_MODEL},     {"size", required_argument, NULL, REEL_JF_SIZE},
-    {"frames", required_argument, NULL, REEL_JF_FRAMES},   {"fps", required_argument, NULL, REEL_JF_FPS},
-    {"seed", required_argument, NULL, REEL_JF_SEED},       {"steps", required_argument, NULL, REEL_JF_STEPS},
-    {"cfg", required_argument, NULL, REEL_JF_CFG},         {"shift", required_argument, NULL, REEL_JF_SHIFT},
-    {"sampler", required_argument, NULL, REEL_JF_SAMPLER}, {"negative", required_argument, NULL, REEL_JF_NEGATIVE},
-    {"codec", required_argument, NULL, REEL_JF_CODEC},     {"container", required_argument, NULL, REEL_JF_CONTAINER},
-    {"crf", required_argument, NULL, REEL_JF_CRF},         {"preset", required_argument, NULL, REEL_JF_PRESET},
-    {"backend", required_argument, NULL, REEL_JF_BACKEND}, {"bitrate", required_argument, NULL, REEL_JF_BITRATE},
+    {"model", required_argument, NULL, REEL_JF_MODEL},
+    {"size", required_argument, NULL, REEL_JF_SIZE},
+    {"frames", required_argument, NULL, REEL_JF_FRAMES},
+    {"fps", required_argument, NULL, REEL_JF_FPS},
+    {"seed", required_argument, NULL, REEL_JF_SEED},
+    {"steps", required_argument, NULL, REEL_JF_STEPS},
+    {"cfg", required_argument, NULL, REEL_JF_CFG},
+    {"shift", required_argument, NULL, REEL_JF_SHIFT},
+    {"sampler", required_argument, NULL, REEL_JF_SAMPLER},
+    {"negative", required_argument, NULL, REEL_JF_NEGATIVE},
+    {"codec", required_argument, NULL, REEL_JF_CODEC},
+    {"container", required_argument, NULL, REEL_JF_CONTAINER},
+    {"crf", required_argument, NULL, REEL_JF_CRF},
+    {"preset", required_argument, NULL, REEL_JF_PRESET},
+    {"backend", required_argument, NULL, REEL_JF_BACKEND},
+    {"bitrate", required_argument, NULL, REEL_JF_BITRATE},
+    {"poster", required_argument, NULL, REEL_JF_POSTER},
+    {"poster-frame", required_argument, NULL, REEL_JF_POSTER_FRAME},
+    {"preview-anim", required_argument, NULL, REEL_JF_PREVIEW_ANIM},
 };
 const size_t reel_jobflags_count = sizeof reel_jobflags_options / sizeof reel_jobflags_options[0];
 
@@ -55,6 +66,9 @@ static const struct {
     {"job.bitrate", "--bitrate"},
     {"job.preset", "--preset"},
     {"job.backend", "--backend"},
+    {"job.poster", "--poster"},
+    {"job.poster_frame", "--poster-frame"},
+    {"job.preview_anim", "--preview-anim"},
     {"job.prompt", "PROMPT"},
 };
 
@@ -230,6 +244,21 @@ int reel_jobflags_apply(int opt, const char *arg, reel_jobspec *spec, reel_error
           return bad(err, REEL_EINVAL, "--preset", "must be a name without spaces, got '%.40s'", arg);
       if (!arg[0]) return bad(err, REEL_EINVAL, "--preset", "must name a preset, got an empty string%s", "");
       return set_string("--preset", arg, 32, &spec->preset, err);
+    case REEL_JF_POSTER:
+      if (!arg[0]) return bad(err, REEL_EINVAL, "--poster", "must be a file path or URL, got an empty string%s", "");
+      return set_string("--poster", arg, 1024, &spec->poster, err);
+    case REEL_JF_POSTER_FRAME:
+      if (parse_long(arg, 0, lim.max_frames - 1, &v)) {
+        reel_error_set(err, REEL_ERANGE, "--poster-frame", "must be an integer in 0..%d, got '%.40s'",
+                       lim.max_frames - 1, arg);
+        return -1;
+      }
+      spec->poster_frame = (int)v;
+      return 1;
+    case REEL_JF_PREVIEW_ANIM:
+      if (!arg[0])
+        return bad(err, REEL_EINVAL, "--preview-anim", "must be a file path or URL, got an empty string%s", "");
+      return set_string("--preview-anim", arg, 1024, &spec->preview_anim, err);
     case REEL_JF_BACKEND:
       e = (int)spec->backend;
       if (set_enum("--backend", reel_backend_names, arg, &e, err) < 0) return -1;
@@ -273,7 +302,11 @@ void reel_jobflags_usage(FILE *f) {
           "  --bitrate KBPS     average bit rate in kbit/s, 1..1000000, instead of --crf\n"
           "  --preset NAME      encoder preset: h264/hevc ultrafast..placebo (default medium),\n"
           "                     av1 0..13 (8, higher is faster), vp9 0..8 (cpu-used, 4)\n"
-          "  --backend NAME     one of: %s\n",
+          "  --backend NAME     one of: %s\n"
+          "  --poster FILE      also write a poster image (.png, .jpg) of one frame\n"
+          "  --poster-frame K   the poster's frame, 0..%d (default: the middle frame)\n"
+          "  --preview-anim FILE\n"
+          "                     also write a small looping preview (.webp, .gif; 320 px wide, 6 fps)\n",
           lim.max_width, lim.max_height, lim.max_frames, lim.max_fps, lim.max_steps, samplers, codecs, containers,
-          backends);
+          backends, lim.max_frames - 1);
 }

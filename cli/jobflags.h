@@ -3,7 +3,7 @@
  * The job flags shared by every verb that describes a job (`reel generate`,
  * `reel submit`, `reel batch`): --model, --size, --frames, --fps, --seed,
  * --steps, --cfg, --shift, --sampler, --negative, --codec, --container, --crf,
- * --bitrate, --preset, --backend. A verb appends reel_jobflags_options to its own
+ * --bitrate, --preset, --backend, --poster, --poster-frame, --preview-anim. A verb appends reel_jobflags_options to its own
  * getopt_long table and hands each result to reel_jobflags_apply().
  *
  * Errors name the flag ("--frames") and the limit; reel_jobflags_flag_name()
@@ -37,6 +37,9 @@ enum {
   REEL_JF_BITRATE,
   REEL_JF_PRESET,
   REEL_JF_BACKEND,
+  REEL_JF_POSTER,
+  REEL_JF_POSTER_FRAME,
+  REEL_JF_PREVIEW_ANIM,
   REEL_JF_END /* first value free for a verb's own long-only options */
 };
 

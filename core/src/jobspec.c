@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "reel/alloc.h"
 
@@ -34,6 +35,7 @@ void reel_jobspec_init(reel_jobspec *s) {
   s->guidance = -1.0;
   s->shift = -1.0;
   s->crf = -1;
+  s->poster_frame = -1;
   s->codec = REEL_CODEC_H264;
   s->container = REEL_CONTAINER_AUTO;
 }
@@ -47,6 +49,8 @@ void reel_jobspec_fini(reel_jobspec *s) {
   reel_free(s->idempotency_key);
   reel_free(s->output);
   reel_free(s->region);
+  reel_free(s->poster);
+  reel_free(s->preview_anim);
   reel_jobspec_init(s);
 }
 
@@ -64,10 +68,12 @@ reel_status reel_jobspec_set_str(char **member, const char *s) {
 reel_status reel_jobspec_copy(reel_jobspec *dst, const reel_jobspec *src) {
   reel_jobspec tmp = *src;
   tmp.prompt = tmp.negative_prompt = tmp.model = tmp.preset = tmp.idempotency_key = tmp.output = tmp.region = NULL;
+  tmp.poster = tmp.preview_anim = NULL;
   if (reel_jobspec_set_str(&tmp.prompt, src->prompt) || reel_jobspec_set_str(&tmp.negative_prompt, src->negative_prompt) ||
       reel_jobspec_set_str(&tmp.model, src->model) || reel_jobspec_set_str(&tmp.preset, src->preset) ||
       reel_jobspec_set_str(&tmp.idempotency_key, src->idempotency_key) ||
-      reel_jobspec_set_str(&tmp.output, src->output) || reel_jobspec_set_str(&tmp.region, src->region)) {
+      reel_jobspec_set_str(&tmp.output, src->output) || reel_jobspec_set_str(&tmp.region, src->region) ||
+      reel_jobspec_set_str(&tmp.poster, src->poster) || reel_jobspec_set_str(&tmp.preview_anim, src->preview_anim)) {
     reel_jobspec_fini(&tmp);
     return REEL_ENOMEM;
   }
@@ -79,7 +85,7 @@ reel_status reel_jobspec_copy(reel_jobspec *dst, const reel_jobspec *src) {
 static const char *const known_fields[] = {
     "prompt", "negative_prompt", "model", "width", "height", "frames", "fps", "steps", "guidance", "shift",
     "sampler", "seed", "codec", "container", "crf", "bitrate", "preset", "backend", "class", "priority", "idempotency_key",
-    "output", "region", "deadline_ms", "preview_every", NULL};
+    "output", "region", "deadline_ms", "preview_every", "poster", "poster_frame", "preview_anim", NULL};
 
 /* Copies an optional string field. */
 static reel_status take_str(const json_t *obj, const char *path, const char *key, reel_json_need need, size_t max,
@@ -134,6 +140,7 @@ reel_status reel_jobspec_from_json(const json_t *obj, const char *path, const re
   GET_INT("bitrate", 1, 1000000, s.bitrate);
   GET_INT("priority", 0, 9, s.priority);
   GET_INT("preview_every", 0, 1000, s.preview_every);
+  GET_INT("poster_frame", 0, limits->max_frames - 1, s.poster_frame);
 #undef GET_INT
   if ((st = reel_json_get_double(obj, path, "fps", REEL_JSON_OPTIONAL, 1.0, limits->max_fps, &s.fps, err))) goto fail;
   if ((st = reel_json_get_double(obj, path, "guidance", REEL_JSON_OPTIONAL, 0.0, 100.0, &s.guidance, err))) goto fail;
@@ -158,6 +165,8 @@ reel_status reel_jobspec_from_json(const json_t *obj, const char *path, const re
   if ((st = take_str(obj, path, "idempotency_key", REEL_JSON_OPTIONAL, 128, &s.idempotency_key, err))) goto fail;
   if ((st = take_str(obj, path, "output", REEL_JSON_OPTIONAL, 1024, &s.output, err))) goto fail;
   if ((st = take_str(obj, path, "region", REEL_JSON_OPTIONAL, 64, &s.region, err))) goto fail;
+  if ((st = take_str(obj, path, "poster", REEL_JSON_OPTIONAL, 1024, &s.poster, err))) goto fail;
+  if ((st = take_str(obj, path, "preview_anim", REEL_JSON_OPTIONAL, 1024, &s.preview_anim, err))) goto fail;
   i64 = 0;
   if ((st = reel_json_get_int(obj, path, "deadline_ms", REEL_JSON_OPTIONAL, 0, limits->max_deadline_ms, &i64, err)))
     goto fail;
@@ -172,6 +181,15 @@ reel_status reel_jobspec_from_json(const json_t *obj, const char *path, const re
 fail:
   reel_jobspec_fini(&s);
   return st;
+}
+
+/* Nonzero when `name` ends in one of the NULL-terminated extensions (".png"), ignoring case. */
+static int has_extension(const char *name, const char *const *exts) {
+  const char *dot = strrchr(name, '.'), *slash = strrchr(name, '/');
+  if (!dot || (slash && slash > dot)) return 0;
+  for (int i = 0; exts[i]; i++)
+    if (!strcasecmp(dot, exts[i])) return 1;
+  return 0;
 }
 
 static reel_status check_range_int(const char *field, int v, int lo, int hi, reel_error *err) {
@@ -214,6 +232,20 @@ reel_status reel_jobspec_validate(const reel_jobspec *s, const reel_job_limits *
   if (s->deadline_ms < 0 || s->deadline_ms > limits->max_deadline_ms)
     return reel_error_set(err, REEL_ERANGE, "job.deadline_ms", "must be in 0..%lld, got %lld",
                           (long long)limits->max_deadline_ms, (long long)s->deadline_ms);
+  static const char *const poster_exts[] = {".png", ".jpg", ".jpeg", NULL}, *const anim_exts[] = {".webp", ".gif", NULL};
+  if (s->poster && (!s->poster[0] || !has_extension(s->poster, poster_exts)))
+    return reel_error_set(err, REEL_EINVAL, "job.poster", "'%.200s': must end in .png, .jpg or .jpeg", s->poster);
+  if (s->preview_anim && (!s->preview_anim[0] || !has_extension(s->preview_anim, anim_exts)))
+    return reel_error_set(err, REEL_EINVAL, "job.preview_anim", "'%.200s': must end in .webp or .gif",
+                          s->preview_anim);
+  if (s->poster_frame < -1 || s->poster_frame >= limits->max_frames)
+    return reel_error_set(err, REEL_ERANGE, "job.poster_frame", "must be in 0..%d, got %d", limits->max_frames - 1,
+                          s->poster_frame);
+  if (s->poster_frame >= 0 && !s->poster)
+    return reel_error_set(err, REEL_EINVAL, "job.poster_frame", "needs a poster to go with it");
+  if (s->poster_frame >= 0 && s->frames && s->poster_frame >= s->frames)
+    return reel_error_set(err, REEL_ERANGE, "job.poster_frame", "must be below the %d frames asked for, got %d",
+                          s->frames, s->poster_frame);
   if ((s->container == REEL_CONTAINER_WEBM) && (s->codec == REEL_CODEC_H264 || s->codec == REEL_CODEC_HEVC))
     return reel_error_set(err, REEL_EINVAL, "job.container", "webm carries only vp9 or av1, not %s",
                           reel_codec_names[s->codec]);
@@ -262,6 +294,9 @@ json_t *reel_jobspec_to_json(const reel_jobspec *s) {
   if (s->region) SET("region", json_string(s->region));
   if (s->deadline_ms) SET("deadline_ms", json_integer(s->deadline_ms));
   if (s->preview_every) SET("preview_every", json_integer(s->preview_every));
+  if (s->poster) SET("poster", json_string(s->poster));
+  if (s->poster_frame >= 0) SET("poster_frame", json_integer(s->poster_frame));
+  if (s->preview_anim) SET("preview_anim", json_string(s->preview_anim));
 #undef SET
   if (bad) {
     json_decref(o);

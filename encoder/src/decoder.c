@@ -173,6 +173,24 @@ static int is_full_range(const AVFrame *f) {
   }
 }
 
+/* The non-deprecated twin of a full-range "J" format (swscale warns about the J ones); others unchanged. */
+static enum AVPixelFormat unjay(enum AVPixelFormat f) {
+  switch (f) {
+    case AV_PIX_FMT_YUVJ420P:
+      return AV_PIX_FMT_YUV420P;
+    case AV_PIX_FMT_YUVJ422P:
+      return AV_PIX_FMT_YUV422P;
+    case AV_PIX_FMT_YUVJ444P:
+      return AV_PIX_FMT_YUV444P;
+    case AV_PIX_FMT_YUVJ440P:
+      return AV_PIX_FMT_YUV440P;
+    case AV_PIX_FMT_YUVJ411P:
+      return AV_PIX_FMT_YUV411P;
+    default:
+      return f;
+  }
+}
+
 static reel_status convert(reel_decoder *d, uint8_t *rgb, size_t stride, reel_error *err) {
   AVFrame *f = d->frame;
   /*
@@ -183,8 +201,10 @@ static reel_status convert(reel_decoder *d, uint8_t *rgb, size_t stride, reel_er
    * chroma with an offset (SWS_BICUBIC or SWS_AREA there cost 10 dB of PSNR on
    * saturated edges: 34 dB instead of 62 for a near-lossless 10-bit clip).
    */
-  struct SwsContext *s = sws_getCachedContext(d->sws, f->width, f->height, f->format, d->info.width, d->info.height,
-                                              AV_PIX_FMT_RGB24, SWS_POINT | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+  /* is_full_range() below still sees the J format and sets full range explicitly. */
+  struct SwsContext *s =
+      sws_getCachedContext(d->sws, f->width, f->height, unjay(f->format), d->info.width, d->info.height,
+                           AV_PIX_FMT_RGB24, SWS_POINT | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
   if (!s)
     return reel_error_set(err, REEL_ECODEC, "frame", "'%s': swscale cannot convert %dx%d %s to RGB24", d->path,
                           f->width, f->height, av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");

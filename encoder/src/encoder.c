@@ -36,6 +36,7 @@
 #include "reel/alloc.h"
 #include "reel/clock.h"
 #include "reel/encoder.h"
+#include "reel/image.h"
 
 #if LIBAVFORMAT_VERSION_MAJOR >= 61
 #define REEL_AVIO_WBUF const uint8_t *
@@ -213,6 +214,14 @@ struct reel_encoder {
   AVFrame *frame;
   AVPacket *pkt;
   uint8_t *rgb_tmp; /* float → 8-bit staging, width*height*3 */
+  /* side outputs */
+  reel_anim *anim;  /* animated preview, or NULL */
+  char *poster_url; /* or NULL */
+  reel_image_format poster_fmt;
+  int64_t poster_index; /* frame wanted for the poster */
+  int64_t poster_have;  /* frame held in poster_rgb; -1 = none */
+  uint8_t *poster_rgb;  /* width*height*3 */
+  reel_sink_options side_opts;
   enc_state state;
   int64_t frames, packets;
   uint64_t packet_bytes;
@@ -225,6 +234,7 @@ void reel_encoder_options_init(reel_encoder_options *o) {
   o->container = REEL_CONTAINER_AUTO;
   o->crf = -1;
   o->pix_fmt = REEL_PIX_YUV420P;
+  o->poster_frame = -1;
 }
 
 static reel_container resolve_container(reel_container c, int seekable) {
@@ -278,6 +288,34 @@ reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekab
                           cr->encoder, PIX_NAME(o->pix_fmt));
   if (o->threads < 0 || o->threads > 256)
     return reel_error_set(err, REEL_ERANGE, "threads", "must be in 0..256 (0 = automatic), got %d", o->threads);
+  if (o->expected_frames < 0 || o->expected_frames > 10000000)
+    return reel_error_set(err, REEL_ERANGE, "expected_frames", "must be in 0..10000000 (0 = unknown), got %d",
+                          o->expected_frames);
+  if (o->poster) {
+    reel_image_format f;
+    reel_status st = reel_image_format_from_name(o->poster, "poster", &f, err);
+    if (st != REEL_OK) return st;
+    if (o->poster_frame < -1 || o->poster_frame > 10000000)
+      return reel_error_set(err, REEL_ERANGE, "poster_frame", "must be a frame index or -1 (the middle), got %d",
+                            o->poster_frame);
+    if (o->poster_frame == -1 && !o->expected_frames)
+      return reel_error_set(err, REEL_EINVAL, "poster_frame",
+                            "the middle frame (-1) needs expected_frames; give a frame index instead");
+    if (o->expected_frames && o->poster_frame >= o->expected_frames)
+      return reel_error_set(err, REEL_ERANGE, "poster_frame", "must be below the clip's %d frames, got %d",
+                            o->expected_frames, o->poster_frame);
+  }
+  if (o->preview_anim) {
+    reel_anim_format f;
+    reel_status st = reel_anim_format_from_name(o->preview_anim, "preview_anim", &f, err);
+    if (st != REEL_OK) return st;
+    int max_w = o->width < 1920 ? o->width : 1920;
+    if (o->preview_width && (o->preview_width < 16 || o->preview_width > max_w))
+      return reel_error_set(err, REEL_ERANGE, "preview_width", "must be in 16..%d (0 = %d), got %d", max_w,
+                            o->width < 320 ? o->width : 320, o->preview_width);
+    if (o->preview_fps < 0 || o->preview_fps > 30)
+      return reel_error_set(err, REEL_ERANGE, "preview_fps", "must be in 1..30 (0 = 6), got %d", o->preview_fps);
+  }
   reel_container c = resolve_container(o->container, seekable);
   const container_row *ct = find_container(c);
   if (!ct)
@@ -453,6 +491,22 @@ static reel_status encode_frame(struct reel_encoder *e, int64_t t0, reel_error *
   return st;
 }
 
+/* Whether the side outputs want the frame about to be pushed. */
+static int side_wants(const struct reel_encoder *e) {
+  return e->anim || (e->poster_url && e->frames <= e->poster_index);
+}
+
+/* Hands the frame about to be encoded (8-bit RGB) to the poster and the preview. */
+static reel_status side_frame(struct reel_encoder *e, const uint8_t *rgb, size_t stride, reel_error *err) {
+  if (e->poster_url && e->frames <= e->poster_index) {
+    size_t row = (size_t)e->width * 3;
+    for (int y = 0; y < e->height; y++) memcpy(e->poster_rgb + (size_t)y * row, rgb + (size_t)y * stride, row);
+    e->poster_have = e->frames;
+  }
+  if (e->anim) return reel_anim_push_rgb(e->anim, rgb, stride, err);
+  return REEL_OK;
+}
+
 static reel_status encode_rgb(struct reel_encoder *e, const uint8_t *rgb, int stride, reel_error *err) {
   int64_t t0 = reel_now_ns();
   int r = av_frame_make_writable(e->frame);
@@ -483,7 +537,8 @@ static reel_status check_push(struct reel_encoder *e, const void *rgb, size_t st
 reel_status reel_encoder_push_rgb(reel_encoder *e, const uint8_t *rgb, size_t stride, reel_error *err) {
   reel_status st = check_push(e, rgb, stride, e ? (size_t)e->width * 3 : 0, err);
   if (st != REEL_OK) return st;
-  st = encode_rgb(e, rgb, (int)stride, err);
+  st = side_frame(e, rgb, stride, err);
+  if (st == REEL_OK) st = encode_rgb(e, rgb, (int)stride, err);
   if (st != REEL_OK) e->state = ENC_FAILED;
   return st;
 }
@@ -505,6 +560,26 @@ reel_status reel_encoder_push_rgbf(reel_encoder *e, const float *rgb, size_t str
   reel_status st = check_push(e, rgb, stride, e ? (size_t)e->width * 3 : 0, err);
   if (st != REEL_OK) return st;
   if ((st = check_finite(e, rgb, stride, err))) goto fail;
+  size_t row = (size_t)e->width * 3;
+  int stage = e->pix != REEL_PIX_YUV420P10 || side_wants(e);
+  if (stage && !e->rgb_tmp) {
+    e->rgb_tmp = reel_malloc(row * (size_t)e->height);
+    if (!e->rgb_tmp) {
+      st = reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d staging frame", e->width, e->height);
+      goto fail;
+    }
+  }
+  if (stage) {
+    for (int y = 0; y < e->height; y++) {
+      const float *s = rgb + (size_t)y * stride;
+      uint8_t *d = e->rgb_tmp + (size_t)y * row;
+      for (size_t i = 0; i < row; i++) {
+        float v = s[i] * 255.0f + 0.5f;
+        d[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
+      }
+    }
+    if ((st = side_frame(e, e->rgb_tmp, row, err))) goto fail;
+  }
   if (e->pix == REEL_PIX_YUV420P10) {
     /* Straight from float: 10 bits keep what a detour through 8-bit RGB would drop. */
     int64_t t0 = reel_now_ns();
@@ -521,28 +596,44 @@ reel_status reel_encoder_push_rgbf(reel_encoder *e, const float *rgb, size_t str
     if (st != REEL_OK) goto fail;
     return REEL_OK;
   }
-  size_t row = (size_t)e->width * 3;
-  if (!e->rgb_tmp) {
-    e->rgb_tmp = reel_malloc(row * (size_t)e->height);
-    if (!e->rgb_tmp) {
-      st = reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d staging frame", e->width, e->height);
-      goto fail;
-    }
-  }
-  for (int y = 0; y < e->height; y++) {
-    const float *s = rgb + (size_t)y * stride;
-    uint8_t *d = e->rgb_tmp + (size_t)y * row;
-    for (size_t i = 0; i < row; i++) {
-      float v = s[i] * 255.0f + 0.5f;
-      d[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : (uint8_t)v;
-    }
-  }
   st = encode_rgb(e, e->rgb_tmp, (int)row, err);
   if (st != REEL_OK) goto fail;
   return REEL_OK;
 fail:
   e->state = ENC_FAILED;
   return st;
+}
+
+/* Names a sink error after the side output it belongs to. */
+static void side_field(reel_error *err, const char *field) {
+  if (err && (!strcmp(err->field, "url") || !strcmp(err->field, "image")))
+    snprintf(err->field, sizeof err->field, "%s", field);
+}
+
+/* The poster and the preview, after the clip: each is committed as soon as it is written. */
+static reel_status write_side_outputs(struct reel_encoder *e, reel_sink_result *poster, reel_sink_result *preview,
+                                      reel_error *err) {
+  reel_status st;
+  if (e->poster_url) {
+    if (e->poster_have < 0) return reel_error_set(err, REEL_EINVAL, "poster", "no frames were encoded");
+    if (e->poster_have < e->poster_index)
+      reel_log(e->owner.log, REEL_LOG_WARN, "encoder", e->job_id, "poster frame past the end: using the last frame",
+               "poster_frame=%lld frames=%lld", (long long)e->poster_index, (long long)e->frames);
+    st = reel_image_write_to(e->poster_url, &e->side_opts, e->poster_fmt, e->poster_rgb, e->width, e->height,
+                             (size_t)e->width * 3, 0, poster, err);
+    if (st != REEL_OK) {
+      side_field(err, "poster");
+      return st;
+    }
+  }
+  if (e->anim) {
+    st = reel_anim_finish(e->anim, preview, err);
+    if (st != REEL_OK) {
+      side_field(err, "preview_anim");
+      return st;
+    }
+  }
+  return REEL_OK;
 }
 
 reel_status reel_encoder_finish(reel_encoder *e, reel_encoder_stats *stats, reel_error *err) {
@@ -562,6 +653,10 @@ reel_status reel_encoder_finish(reel_encoder *e, reel_encoder_stats *stats, reel
     if (e->pb->error < 0) st = mux_fail(e, e->pb->error, "flushing the output", err);
   }
   e->encode_ns += reel_now_ns() - t0;
+  reel_sink_result poster_res, preview_res;
+  memset(&poster_res, 0, sizeof poster_res);
+  memset(&preview_res, 0, sizeof preview_res);
+  if (st == REEL_OK) st = write_side_outputs(e, &poster_res, &preview_res, err);
   if (st != REEL_OK) {
     e->state = ENC_FAILED;
     return st;
@@ -576,6 +671,10 @@ reel_status reel_encoder_finish(reel_encoder *e, reel_encoder_stats *stats, reel
     snprintf(stats->encoder, sizeof stats->encoder, "%s", e->codec->encoder);
     snprintf(stats->container, sizeof stats->container, "%s", e->container->name);
     snprintf(stats->pix_fmt, sizeof stats->pix_fmt, "%s", PIX_NAME(e->pix));
+    stats->poster_frame = e->poster_url ? (int)e->poster_have : -1;
+    snprintf(stats->poster_url, sizeof stats->poster_url, "%s", poster_res.url);
+    stats->preview_frames = e->anim ? reel_anim_frames(e->anim) : 0;
+    snprintf(stats->preview_url, sizeof stats->preview_url, "%s", preview_res.url);
   }
   reel_log(e->owner.log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoding finished",
            "frames=%lld packets=%lld bytes=%llu encoder=%s container=%s", (long long)e->frames, (long long)e->packets,
@@ -596,8 +695,39 @@ void reel_encoder_destroy(reel_encoder **ep) {
     avio_context_free(&e->pb);
   }
   reel_free(e->rgb_tmp);
+  reel_anim_destroy(&e->anim);
+  reel_free(e->poster_url);
+  reel_free(e->poster_rgb);
   reel_free(e->job_id);
   reel_free(e);
+}
+
+/* Poster and preview: the preview's output is opened now, so that a bad URL fails before any encoding. */
+static reel_status open_side_outputs(struct reel_encoder *e, const reel_encoder_options *o, reel_error *err) {
+  if (o->side_sink_opts) e->side_opts = *o->side_sink_opts;
+  if (!e->side_opts.log) e->side_opts.log = o->log;
+  e->poster_have = -1;
+  if (o->poster) {
+    reel_status st = reel_image_format_from_name(o->poster, "poster", &e->poster_fmt, err);
+    if (st != REEL_OK) return st;
+    e->poster_index = o->poster_frame >= 0 ? o->poster_frame : o->expected_frames / 2;
+    e->poster_url = reel_strdup(o->poster);
+    e->poster_rgb = reel_malloc((size_t)e->width * (size_t)e->height * 3);
+    if (!e->poster_url || !e->poster_rgb) return reel_error_set(err, REEL_ENOMEM, "poster", "out of memory");
+  }
+  if (o->preview_anim) {
+    reel_anim_options ao = {0};
+    ao.width = e->width;
+    ao.height = e->height;
+    ao.fps_num = o->fps_num;
+    ao.fps_den = o->fps_den;
+    ao.out_width = o->preview_width;
+    ao.out_fps = o->preview_fps;
+    ao.sink_opts = &e->side_opts;
+    ao.log = o->log;
+    return reel_anim_open(o->preview_anim, &ao, &e->anim, err);
+  }
+  return REEL_OK;
 }
 
 reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, reel_encoder **out, reel_error *err) {
@@ -756,6 +886,7 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
     st = reel__av_fail(err, "frame", r, "allocating a frame");
     goto fail;
   }
+  if ((st = open_side_outputs(e, o, err))) goto fail;
   av_dict_free(&copts);
   av_dict_free(&mopts);
   reel_log(o->log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoder opened",

@@ -28,6 +28,14 @@ reel_status reel_image_format_from_name(const char *name, const char *field, ree
 
 reel_status reel_image_write(const char *url, reel_image_format format, const uint8_t *rgb, int width, int height,
                              size_t stride, int quality, const reel_logger *log, reel_error *err) {
+  reel_sink_options so = {0};
+  so.log = log;
+  return reel_image_write_to(url, &so, format, rgb, width, height, stride, quality, NULL, err);
+}
+
+reel_status reel_image_write_to(const char *url, const reel_sink_options *sink_opts, reel_image_format format,
+                                const uint8_t *rgb, int width, int height, size_t stride, int quality,
+                                reel_sink_result *res, reel_error *err) {
   if (!rgb) return reel_error_set(err, REEL_EINVAL, "image", "no pixels");
   if (width < 1 || height < 1 || width > 16384 || height > 16384)
     return reel_error_set(err, REEL_ERANGE, "image", "size must be 1..16384 on each side, got %dx%d", width, height);
@@ -84,12 +92,15 @@ reel_status reel_image_write(const char *url, reel_image_format format, const ui
     for (int y = 0; y < height; y++)
       memcpy(frame->data[0] + (size_t)y * frame->linesize[0], rgb + (size_t)y * stride, (size_t)width * 3);
   } else {
-    sws = sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUVJ420P, SWS_BICUBIC, NULL, NULL,
+    /* Into the yuvj420p frame as full-range yuv420p (the same layout): swscale warns about the J formats. */
+    sws = sws_getContext(width, height, AV_PIX_FMT_RGB24, width, height, AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL,
                          NULL);
     if (!sws) {
       st = reel_error_set(err, REEL_ECODEC, "image", "cannot convert RGB to YUV");
       goto end;
     }
+    const int *bt601 = sws_getCoefficients(SWS_CS_ITU601);
+    sws_setColorspaceDetails(sws, bt601, 1, bt601, 1, 0, 1 << 16, 1 << 16);
     const uint8_t *src[1] = {rgb};
     int src_stride[1] = {(int)stride};
     sws_scale(sws, src, src_stride, 0, height, frame->data, frame->linesize);
@@ -100,7 +111,7 @@ reel_status reel_image_write(const char *url, reel_image_format format, const ui
     goto end;
   }
   reel_sink_options so = {0};
-  so.log = log;
+  if (sink_opts) so = *sink_opts;
   so.content_type = format == REEL_IMAGE_PNG ? "image/png" : "image/jpeg";
   if ((st = reel_sink_open(url, &so, &sink, err))) goto end;
   for (;;) {
@@ -114,7 +125,7 @@ reel_status reel_image_write(const char *url, reel_image_format format, const ui
     av_packet_unref(pkt);
     if (st) goto end;
   }
-  st = reel_sink_close(&sink, NULL, err);
+  st = reel_sink_close(&sink, res, err);
 end:
   reel_sink_abort(&sink);
   sws_freeContext(sws);

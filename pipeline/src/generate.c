@@ -66,7 +66,8 @@ reel_status reel_model_resolve(const char *name, char *buf, size_t size, reel_er
   buf[0] = '\0';
   if (!strchr(name, ':') || name[0] == '/' || name[0] == '.') {
     if (is_dir(name)) {
-      if (snprintf(buf, size, "%s", name) >= (int)size) return reel_error_set(err, REEL_ELIMIT, "job.model", "path too long");
+      if (snprintf(buf, size, "%s", name) >= (int)size)
+        return reel_error_set(err, REEL_ELIMIT, "job.model", "path too long");
       return REEL_OK;
     }
     /* A bare name (no '/') is looked up under the model search path. */
@@ -89,8 +90,8 @@ reel_status reel_model_resolve(const char *name, char *buf, size_t size, reel_er
 #ifdef REEL_HAVE_ENCODER
 /* Encoder errors about job fields are reported as "job.<field>" like the spec's own. */
 static void job_field(reel_error *err) {
-  static const char *const job_fields[] = {"width",  "height", "fps",       "crf", "bitrate",
-                                           "preset", "codec",  "container", NULL};
+  static const char *const job_fields[] = {"width", "height",    "fps",    "crf",          "bitrate",      "preset",
+                                           "codec", "container", "poster", "poster_frame", "preview_anim", NULL};
   if (err && reel_name_index(job_fields, err->field) >= 0) reel_error_prefix_field(err, "job", '.');
 }
 #endif
@@ -253,8 +254,8 @@ reel_status reel__gen_check_budget(reel__gen *g, uint64_t budget, reel_error *er
     return reel_error_set(err, REEL_ENOMEM, "job",
                           "%dx%d x %d frames needs %.1f MiB (weights %.1f + scratch %.1f), over the memory budget "
                           "of %.1f MiB",
-                          g->res->width, g->res->height, g->res->frames, mib(need), mib(weights),
-                          mib(arena + scratch), mib(budget));
+                          g->res->width, g->res->height, g->res->frames, mib(need), mib(weights), mib(arena + scratch),
+                          mib(budget));
   return REEL_OK;
 }
 
@@ -289,8 +290,8 @@ uint64_t reel__peak_rss_bytes(void) {
 
 /* ---- progress ----------------------------------------------------------------------------- */
 
-int reel__gen_progress(reel__gen *g, const char *stage, int frames_done, int steps_done, const uint8_t *preview,
-                       int pw, int ph) {
+int reel__gen_progress(reel__gen *g, const char *stage, int frames_done, int steps_done, const uint8_t *preview, int pw,
+                       int ph) {
   const reel_generate_options *o = g->o;
   if (!o || !o->progress) return 0;
   const int64_t now = reel_now_ns();
@@ -361,6 +362,11 @@ static void encoder_options(const reel_jobspec *spec, const reel_generate_result
   eo->threads = o ? o->threads : 0;
   eo->log = o ? o->log : NULL;
   eo->job_id = o ? o->job_id : NULL;
+  eo->poster = spec->poster;
+  eo->poster_frame = spec->poster_frame;
+  eo->preview_anim = spec->preview_anim;
+  eo->expected_frames = res->frames;
+  eo->side_sink_opts = o ? o->sink_opts : NULL;
 }
 
 reel_status reel__clip_open(reel__gen *g, reel_sink *sink, reel__clip **out, reel_error *err) {
@@ -392,6 +398,10 @@ reel_status reel__clip_finish(reel__clip *c, reel_generate_result *res, reel_err
   res->seconds_encode = stats.convert_seconds + stats.encode_seconds;
   snprintf(res->encoder, sizeof res->encoder, "%s", stats.encoder);
   snprintf(res->container, sizeof res->container, "%s", stats.container);
+  snprintf(res->poster_url, sizeof res->poster_url, "%s", stats.poster_url);
+  res->poster_frame = stats.poster_frame;
+  snprintf(res->preview_url, sizeof res->preview_url, "%s", stats.preview_url);
+  res->preview_frames = stats.preview_frames;
   return REEL_OK;
 }
 
@@ -536,8 +546,7 @@ static reel_status make_preview(model_run *r, const reel_denoise_progress *p, re
   reel_status st;
   if ((st = reel_tensor_arena_alloc(r->arena, REEL_F32, 4, shape, &x0, err)) ||
       (st = reel_tensor_arena_alloc(r->arena, REEL_F32, 4, shape, &v0, err)) ||
-      (st = reel_tensor_slice(p->latents, 2, 0, 1, &xs, err)) ||
-      (st = reel_tensor_reshape(&xs, 4, shape, &xs, err)) ||
+      (st = reel_tensor_slice(p->latents, 2, 0, 1, &xs, err)) || (st = reel_tensor_reshape(&xs, 4, shape, &xs, err)) ||
       (st = reel_tensor_slice(p->prediction, 2, 0, 1, &vs, err)) ||
       (st = reel_tensor_reshape(&vs, 4, shape, &vs, err)) || (st = reel_op_copy(r->b, &xs, &x0, err)) ||
       (st = reel_op_copy(r->b, &vs, &v0, err)))
@@ -615,8 +624,8 @@ static reel_status read_latents(model_run *r, const char *path, const reel_tenso
     for (int i = 0; ok && i < 4; i++) ok = t->shape[off + i] == L[i];
     if (!ok) {
       st = reel_error_set(err, REEL_EINVAL, "latents",
-                          "%s must be [1, %lld, %lld, %lld, %lld] for this job (%dx%d, %d frames), got rank %d", t->name,
-                          (long long)L[0], (long long)L[1], (long long)L[2], (long long)L[3], r->g->res->width,
+                          "%s must be [1, %lld, %lld, %lld, %lld] for this job (%dx%d, %d frames), got rank %d",
+                          t->name, (long long)L[0], (long long)L[1], (long long)L[2], (long long)L[3], r->g->res->width,
                           r->g->res->height, r->g->res->frames, t->rank);
       goto done;
     }

@@ -70,7 +70,32 @@ static void test_encoder_fields_round_trip(void **state) {
   s.bitrate = 0;
   o = reel_jobspec_to_json(&s);
   assert_null(json_object_get(o, "bitrate"));
+  assert_null(json_object_get(o, "poster"));
+  assert_null(json_object_get(o, "poster_frame"));
+  assert_null(json_object_get(o, "preview_anim"));
   json_decref(o);
+  /* Poster and animated preview. */
+  reel_jobspec_fini(&s);
+  assert_int_equal(s.poster_frame, -1);
+  assert_int_equal(parse_spec("{\"prompt\":\"p\",\"frames\":48,\"poster\":\"s3://b/clip.jpg\",\"poster_frame\":47,"
+                              "\"preview_anim\":\"clip.GIF\"}",
+                              &s, &err),
+                   REEL_OK);
+  o = reel_jobspec_to_json(&s);
+  reel_jobspec_fini(&t);
+  assert_int_equal(reel_jobspec_from_json(o, "job", NULL, &t, &err), REEL_OK);
+  json_decref(o);
+  assert_string_equal(t.poster, "s3://b/clip.jpg");
+  assert_int_equal(t.poster_frame, 47);
+  assert_string_equal(t.preview_anim, "clip.GIF");
+  /* and a copy */
+  reel_jobspec u;
+  reel_jobspec_init(&u);
+  assert_int_equal(reel_jobspec_copy(&u, &t), REEL_OK);
+  assert_string_equal(u.poster, "s3://b/clip.jpg");
+  assert_string_equal(u.preview_anim, "clip.GIF");
+  assert_int_equal(u.poster_frame, 47);
+  reel_jobspec_fini(&u);
   reel_jobspec_fini(&t);
   reel_jobspec_fini(&s);
 }
@@ -101,6 +126,17 @@ static void test_rejections(void **state) {
   expect_error("{\"prompt\":\"x\",\"bitrate\":0}", REEL_ERANGE, "job.bitrate");
   expect_error("{\"prompt\":\"x\",\"bitrate\":1000001}", REEL_ERANGE, "job.bitrate");
   expect_error("{\"prompt\":\"x\",\"bitrate\":800,\"crf\":20}", REEL_EINVAL, "job.bitrate");
+  expect_error("{\"prompt\":\"x\",\"poster\":\"p.bmp\"}", REEL_EINVAL, "job.poster");
+  expect_error("{\"prompt\":\"x\",\"poster\":\"dir.png/clip\"}", REEL_EINVAL, "job.poster");
+  expect_error("{\"prompt\":\"x\",\"poster\":\"\"}", REEL_EINVAL, "job.poster");
+  expect_error("{\"prompt\":\"x\",\"poster\":7}", REEL_EINVAL, "job.poster");
+  expect_error("{\"prompt\":\"x\",\"preview_anim\":\"p.mp4\"}", REEL_EINVAL, "job.preview_anim");
+  expect_error("{\"prompt\":\"x\",\"poster\":\"p.png\",\"poster_frame\":-1}", REEL_ERANGE, "job.poster_frame");
+  expect_error("{\"prompt\":\"x\",\"poster\":\"p.png\",\"poster_frame\":1025}", REEL_ERANGE,
+               "job.poster_frame");
+  expect_error("{\"prompt\":\"x\",\"poster_frame\":3}", REEL_EINVAL, "job.poster_frame");
+  expect_error("{\"prompt\":\"x\",\"frames\":10,\"poster\":\"p.png\",\"poster_frame\":10}", REEL_ERANGE,
+               "job.poster_frame");
   expect_error("{\"prompt\":\"a\\u0000b\"}", REEL_EINVAL, "job.prompt");
   char big[9000 + 32];
   strcpy(big, "{\"prompt\":\"");
@@ -111,8 +147,9 @@ static void test_rejections(void **state) {
 
 static void test_alloc_failures_do_not_leak(void **state) {
   (void)state;
-  const char *text = "{\"prompt\":\"p\",\"negative_prompt\":\"n\",\"model\":\"m\",\"output\":\"o\",\"preset\":\"fast\"}";
-  for (long i = 0; i < 12; i++) {
+  const char *text = "{\"prompt\":\"p\",\"negative_prompt\":\"n\",\"model\":\"m\",\"output\":\"o\",\"preset\":\"fast\","
+                     "\"poster\":\"p.png\",\"preview_anim\":\"p.gif\"}";
+  for (long i = 0; i < 16; i++) {
     reel_jobspec s;
     reel_jobspec_init(&s);
     json_t *o = NULL;

@@ -114,6 +114,7 @@ static void test_size_frames_fps_follow_flags(void **state) {
 }
 
 static void expect_usage_error(const fixture *f, const char *args, const char *needle);
+static json_t *generate_json(const fixture *f, const char *args);
 
 /* --codec and the output's extension pick codec and container; --bitrate replaces --crf. */
 static void test_codecs_and_bitrate(void **state) {
@@ -146,6 +147,37 @@ static void test_codecs_and_bitrate(void **state) {
   expect_usage_error(f, "--codec av1 --crf 0 -o x.mp4 p", "--crf: must be in 1..63 for av1");
   expect_usage_error(f, "--codec vp9 --preset slow -o x.mp4 p", "--preset: 'slow' is not a libvpx-vp9 preset");
   expect_usage_error(f, "--codec h264 -o x.webm p", "--container: webm carries only");
+}
+
+/* --poster and --preview-anim write two more files next to the clip; --json reports them. */
+static void test_poster_and_preview(void **state) {
+  fixture *f = *state;
+  json_t *o = generate_json(f, "--frames 24 --seed 4 --poster p.jpg --preview-anim a.gif -o c.mp4 'a prompt'");
+  assert_non_null(strstr(json_string_value(json_object_get(o, "poster")), "/p.jpg"));
+  assert_int_equal(json_integer_value(json_object_get(o, "poster_frame")), 12);
+  assert_non_null(strstr(json_string_value(json_object_get(o, "preview_anim")), "/a.gif"));
+  assert_int_equal(json_integer_value(json_object_get(o, "preview_frames")), 6);
+  json_decref(o);
+  json_t *s = ffprobe(f, "p.jpg");
+  assert_string_equal(str(s, "codec_name"), "mjpeg");
+  assert_int_equal(json_integer_value(json_object_get(s, "width")), 320);
+  json_decref(s);
+  s = ffprobe(f, "a.gif");
+  assert_string_equal(str(s, "codec_name"), "gif");
+  assert_int_equal(json_integer_value(json_object_get(s, "width")), 320);
+  assert_int_equal(json_integer_value(json_object_get(s, "height")), 240);
+  assert_string_equal(str(s, "nb_read_frames"), "6");
+  json_decref(s);
+  o = generate_json(f, "--frames 10 --poster-frame 9 --poster last.png --preview-anim a.webp -o d.mkv p");
+  assert_int_equal(json_integer_value(json_object_get(o, "poster_frame")), 9);
+  json_decref(o);
+  s = ffprobe(f, "last.png");
+  assert_string_equal(str(s, "codec_name"), "png");
+  json_decref(s);
+  expect_usage_error(f, "--poster p.bmp -o x.mp4 p", "--poster: 'p.bmp': must end in .png, .jpg or .jpeg");
+  expect_usage_error(f, "--preview-anim p.avi -o x.mp4 p", "--preview-anim: 'p.avi': must end in .webp or .gif");
+  expect_usage_error(f, "--poster-frame 3 -o x.mp4 p", "--poster-frame: needs a poster");
+  expect_usage_error(f, "--frames 5 --poster p.png --poster-frame 5 -o x.mp4 p", "--poster-frame: must be below");
 }
 
 static json_t *generate_json(const fixture *f, const char *args) {
@@ -297,6 +329,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_generate_mp4, setup, teardown),
       cmocka_unit_test_setup_teardown(test_size_frames_fps_follow_flags, setup, teardown),
       cmocka_unit_test_setup_teardown(test_codecs_and_bitrate, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_poster_and_preview, setup, teardown),
       cmocka_unit_test_setup_teardown(test_json_output, setup, teardown),
       cmocka_unit_test_setup_teardown(test_same_seed_same_bytes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_flags, setup, teardown),

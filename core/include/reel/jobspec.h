@@ -71,6 +71,9 @@ typedef struct reel_jobspec {
   char *region;          /* required worker region/label; NULL = any; owned */
   int64_t deadline_ms;   /* time-to-start deadline after acceptance; 0 = none */
   int preview_every;     /* preview frame every K steps; 0 = off */
+  char *poster;          /* poster image URL or path (.png, .jpg, .jpeg); NULL = none; owned */
+  int poster_frame;      /* the poster's frame, 0-based; -1 = the middle frame */
+  char *preview_anim;    /* animated preview URL or path (.webp, .gif); NULL = none; owned */
 } reel_jobspec;
 
 /* Fills defaults (no prompt). Cannot fail. */

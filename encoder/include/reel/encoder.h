@@ -64,6 +64,15 @@ typedef struct reel_encoder_options {
   int threads;              /* encoder threads; 0 = automatic */
   const reel_logger *log;   /* may be NULL; borrowed */
   const char *job_id;       /* for log records; may be NULL; borrowed */
+  /* Side outputs, written by reel_encoder_finish (see reel/image.h). */
+  const char *poster;       /* poster image URL or path (.png, .jpg, .jpeg); NULL = none; borrowed */
+  int poster_frame;         /* its frame, 0-based; -1 (default) = the middle one, frame expected_frames / 2;
+                               past the last frame pushed = the last one */
+  const char *preview_anim; /* animated preview URL or path (.webp, .gif); NULL = none; borrowed */
+  int preview_width;        /* 16..1920, at most width; 0 = min(320, width) */
+  int preview_fps;          /* 1..30; 0 = 6 */
+  int expected_frames;      /* frames the caller will push (for the middle poster); 0 = unknown */
+  const reel_sink_options *side_sink_opts; /* for the poster and preview; NULL = defaults; borrowed */
 } reel_encoder_options;
 
 /* Figures about a finished session. */
@@ -76,15 +85,23 @@ typedef struct reel_encoder_stats {
   char encoder[32];       /* libavcodec encoder used ("libx264") */
   char container[16];     /* container written ("mp4", "fmp4", "mkv", "webm") */
   char pix_fmt[16];       /* "yuv420p", "yuv420p10le" */
+  int poster_frame;       /* frame the poster shows; -1 when none was asked for */
+  char poster_url[1024];  /* canonical URL of the committed poster; "" when none */
+  int preview_frames;     /* frames in the animated preview; 0 when none */
+  char preview_url[1024]; /* canonical URL of the committed preview; "" when none */
 } reel_encoder_stats;
 
-/* Defaults: H.264, container AUTO, crf -1, yuv420p, everything else 0/NULL (width, height and fps must be set). */
+/*
+ * Defaults: H.264, container AUTO, crf -1, yuv420p, poster_frame -1, everything
+ * else 0/NULL (width, height and fps must be set).
+ */
 void reel_encoder_options_init(reel_encoder_options *o);
 
 /*
  * Checks options without opening anything; `seekable` says whether the sink
  * can seek (for the container choice). Errors name the field ("width", "crf",
- * "bitrate", "preset", "container", "pix_fmt") and the limit; a container that
+ * "bitrate", "preset", "container", "pix_fmt", "poster", "poster_frame",
+ * "preview_anim", "preview_width", "preview_fps") and the limit; a container that
  * cannot carry the codec (H.264 in WebM) is REEL_EINVAL on "container".
  */
 reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekable, reel_error *err);
@@ -107,7 +124,11 @@ reel_status reel_encoder_push_rgb(reel_encoder *enc, const uint8_t *rgb, size_t 
  */
 reel_status reel_encoder_push_rgbf(reel_encoder *enc, const float *rgb, size_t stride, reel_error *err);
 
-/* Flushes the encoder and writes the trailer. `stats` may be NULL. */
+/*
+ * Flushes the encoder and writes the trailer, then writes and commits the
+ * poster and the animated preview when asked for (a failure there fails the
+ * call, naming "poster" or "preview_anim"). `stats` may be NULL.
+ */
 reel_status reel_encoder_finish(reel_encoder *enc, reel_encoder_stats *stats /* OUT: */, reel_error *err);
 
 /* Frees the session (finished or not); accepts NULL and NULL *enc. */

@@ -117,6 +117,10 @@ typedef struct reel_generate_result {
   char codec[16];        /* "h264" */
   char container[16];    /* "mp4", "fmp4" */
   char encoder[32];      /* "libx264" */
+  char poster_url[1024]; /* canonical URL of the poster image; "" when none was asked for */
+  int poster_frame;      /* the frame it shows; -1 when none */
+  char preview_url[1024]; /* canonical URL of the animated preview; "" when none */
+  int preview_frames;     /* its frames; 0 when none */
   double seconds_total;  /* whole job */
   double seconds_render; /* making frames (model or test pattern): load + text + denoise + decode */
   double seconds_encode; /* colour conversion + encoding + muxing */
@@ -166,7 +170,8 @@ reel_status reel_generate_check(const reel_jobspec *spec, reel_error *err);
  * Runs `spec` and writes the clip to `url` (a sink URL or path; NULL = spec->output).
  * `spec` is validated first (errors name "job.<field>" and the limit); zero
  * fields take the model's defaults (testsrc: 320x240, 48 frames, 24 fps). On
- * failure nothing is committed. `opts` and `res` may be NULL. Model errors:
+ * failure the clip is not committed (a poster or preview written before a later
+ * failure may remain). `opts` and `res` may be NULL. Model errors:
  * REEL_ENOTFOUND / REEL_EMODEL / REEL_EFORMAT (model folder), REEL_ENONFINITE
  * (NaN or Inf in the latents), REEL_ENOMEM (memory_budget or an allocation),
  * REEL_ECANCELED (the progress callback).
