@@ -203,20 +203,25 @@ __global__ void __launch_bounds__(ATT_THREADS, 1) attn_mma_kernel(attn_params p)
   }
 }
 
-/* [B, T, H, D] (any strides, unit along D, any float dtype) -> bf16 [B*H, T, DP], zero-padded. */
-__global__ void attn_pack_kernel(const void *src, int dt, int64_t s0, int64_t s1, int64_t s2, int64_t H, int64_t T,
-                                 int64_t D, int DP, __nv_bfloat16 *dst, int64_t chunks) {
-  const int cpr = DP / 8;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < chunks; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t cc = i % cpr, r = i / cpr, t = r % T, bh = r / T, h = bh % H, b = bh / H;
-    const int64_t base = b * s0 + t * s1 + h * s2;
+/*
+ * [B, T, H, D] (any strides, unit along D, any float dtype) -> bf16 [B*H, T, DP], zero-padded.
+ * One thread per 16-byte chunk of the output; I is the index type (32-bit when the chunk
+ * count allows: 64-bit division costs tens of instructions per chunk).
+ */
+template <typename I>
+__global__ void attn_pack_kernel(const void *src, int dt, int64_t s0, int64_t s1, int64_t s2, I H, I T, int64_t D,
+                                 int DP, __nv_bfloat16 *dst, I chunks) {
+  const I cpr = (I)(DP / 8);
+  for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < chunks; i += (I)gridDim.x * blockDim.x) {
+    const I cc = i % cpr, r = i / cpr, t = r % T, bh = r / T, h = bh % H, b = bh / H;
+    const int64_t base = (int64_t)b * s0 + (int64_t)t * s1 + (int64_t)h * s2;
     __align__(16) __nv_bfloat16 v[8];
 #pragma unroll
     for (int e = 0; e < 8; e++) {
-      const int64_t d = cc * 8 + e;
+      const int64_t d = (int64_t)cc * 8 + e;
       v[e] = __float2bfloat16_rn(d < D ? reel__ld(src, dt, base + d) : 0.0f);
     }
-    *reinterpret_cast<uint4 *>(dst + r * DP + cc * 8) = *reinterpret_cast<const uint4 *>(v);
+    *reinterpret_cast<uint4 *>(dst + (int64_t)r * DP + (int64_t)cc * 8) = *reinterpret_cast<const uint4 *>(v);
   }
 }
 
@@ -269,8 +274,14 @@ static size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
 static reel_status pack(reel_backend *b, const reel_tensor *t, int dp, __nv_bfloat16 *dst, reel_error *err) {
   const int64_t B = t->shape[0], T = t->shape[1], H = t->shape[2], D = t->shape[3];
   const int64_t chunks = B * H * T * (dp / 8);
-  attn_pack_kernel<<<reel__cuda_blocks(chunks), 256, 0, reel__cuda_of(b)->stream>>>(
-      reel__tensor_data(t), t->dtype, t->stride[0], t->stride[1], t->stride[2], H, T, D, dp, dst, chunks);
+  cudaStream_t s = reel__cuda_of(b)->stream;
+  if (chunks < ((int64_t)1 << 32) - (int64_t)65535 * 8 * 256)
+    attn_pack_kernel<uint32_t><<<reel__cuda_blocks(chunks), 256, 0, s>>>(reel__tensor_data(t), t->dtype, t->stride[0],
+                                                                         t->stride[1], t->stride[2], (uint32_t)H,
+                                                                         (uint32_t)T, D, dp, dst, (uint32_t)chunks);
+  else
+    attn_pack_kernel<int64_t><<<reel__cuda_blocks(chunks), 256, 0, s>>>(
+        reel__tensor_data(t), t->dtype, t->stride[0], t->stride[1], t->stride[2], H, T, D, dp, dst, chunks);
   REEL_CUDA_CHECK_LAUNCH();
   return REEL_OK;
 }

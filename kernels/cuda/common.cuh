@@ -22,7 +22,11 @@
 #include "reel/log.h"
 
 /* Kernel choice set by reel_backend_set_option("attention"). */
-typedef enum reel__cuda_attn_path { REEL__CUDA_ATTN_AUTO = 0, REEL__CUDA_ATTN_MMA, REEL__CUDA_ATTN_SIMT } reel__cuda_attn_path;
+typedef enum reel__cuda_attn_path {
+  REEL__CUDA_ATTN_AUTO = 0,
+  REEL__CUDA_ATTN_MMA,
+  REEL__CUDA_ATTN_SIMT
+} reel__cuda_attn_path;
 
 typedef struct reel__cuda {
   int device;
@@ -42,17 +46,17 @@ static inline cudaError_t reel__cuda_use(reel_backend *b) { return cudaSetDevice
 /* Logs and records a failed CUDA/cuBLAS call; returns REEL_EDEVICE. */
 reel_status reel__cuda_fail(reel_error *err, const char *stmt, const char *file, int line, const char *what);
 
-#define REEL_CUDA_CHECK(stmt)                                                                 \
-  do {                                                                                        \
-    cudaError_t reel_cuda_e_ = (stmt);                                                        \
-    if (reel_cuda_e_ != cudaSuccess)                                                          \
+#define REEL_CUDA_CHECK(stmt)                                                                   \
+  do {                                                                                          \
+    cudaError_t reel_cuda_e_ = (stmt);                                                          \
+    if (reel_cuda_e_ != cudaSuccess)                                                            \
       return reel__cuda_fail(err, #stmt, __FILE__, __LINE__, cudaGetErrorString(reel_cuda_e_)); \
   } while (0)
 
-#define REEL_CUBLAS_CHECK(stmt)                                                                   \
-  do {                                                                                            \
-    cublasStatus_t reel_cublas_s_ = (stmt);                                                       \
-    if (reel_cublas_s_ != CUBLAS_STATUS_SUCCESS)                                                  \
+#define REEL_CUBLAS_CHECK(stmt)                                                                        \
+  do {                                                                                                 \
+    cublasStatus_t reel_cublas_s_ = (stmt);                                                            \
+    if (reel_cublas_s_ != CUBLAS_STATUS_SUCCESS)                                                       \
       return reel__cuda_fail(err, #stmt, __FILE__, __LINE__, cublasLtGetStatusString(reel_cublas_s_)); \
   } while (0)
 
@@ -90,6 +94,13 @@ typedef struct reel__cuda_iter {
 
 /* Element offsets of linear index i (over all dims) for the first nops operands. */
 __device__ __forceinline__ void reel__iter_offsets(const reel__cuda_iter &it, int nops, int64_t i, int64_t *off) {
+  if (it.ndim == 1) {
+    /* One merged dim (contiguous or uniformly strided operands): no division (64-bit ones are slow here). */
+    off[0] = i * it.stride[0][0];
+    off[1] = i * it.stride[1][0];
+    off[2] = i * it.stride[2][0];
+    return;
+  }
   off[0] = off[1] = off[2] = 0;
   for (int d = it.ndim - 1; d >= 0; d--) {
     int64_t c = i % it.shape[d];
@@ -186,8 +197,8 @@ reel_status reel__cuda_clamp(reel_backend *b, const reel_tensor *x, float lo, fl
                              reel_error *err);
 /* Noise and colour conversion (noise.cu, colour.cu). */
 reel_status reel__cuda_noise(reel_backend *b, uint64_t seed, uint64_t offset, reel_tensor *out, reel_error *err);
-reel_status reel__cuda_rgb_to_yuv420(reel_backend *b, const reel_tensor *rgb, const reel__yuv_coefs *k,
-                                     reel_tensor *y, reel_tensor *u, reel_tensor *v, reel_error *err);
+reel_status reel__cuda_rgb_to_yuv420(reel_backend *b, const reel_tensor *rgb, const reel__yuv_coefs *k, reel_tensor *y,
+                                     reel_tensor *u, reel_tensor *v, reel_error *err);
 
 /*
  * C[M, N] (f32 or the operands' 16-bit dtype, row stride ldc) = A[M, K] · W[N, K]ᵀ
