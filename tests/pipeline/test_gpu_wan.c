@@ -6,8 +6,11 @@
  * attention paths, and with bf16 matrices and activations against the CPU with
  * the same bf16 matrices; then the tiny CFG loop (UniPC, 4 steps, guidance 5,
  * Philox seeds 0 and 42) through the model family on CUDA against diffusers'
- * latents, and its initial noise, which must be the CPU's bit for bit. Each
- * comparison has a normalised-MSE bound. Exits with 77 (ctest's
+ * latents, and its initial noise, which must be the CPU's bit for bit; then the
+ * whole tiny pipeline on CUDA (UMT5 prompt embeddings against the CPU's, the
+ * loop against diffusers' latents, the VAE's frames against the CPU's decode of
+ * the same latents and against diffusers' frames). Each comparison has a
+ * normalised-MSE bound. Exits with 77 (ctest's
  * SKIP_RETURN_CODE) without CUDA or a device.
  */
 #include <math.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "reel/denoise.h"
+#include "reel/json.h"
 #include "reel/model.h"
 #include "reel/noise.h"
 #include "reel/wan.h"
@@ -220,6 +224,148 @@ static void test_cfg_loop(void **state) {
   reel_model_destroy(&m);
 }
 
+/* Prompt embeddings [L, D] of `text` on model m, downloaded. */
+static float *embed(reel_model *m, const char *text, size_t *n) {
+  reel_error err = {0};
+  reel_backend *b = reel_model_backend(m);
+  const reel_model_info *info = reel_model_get_info(m);
+  reel_tensor_arena *a = reel_tensor_arena_new(b, (size_t)(info->text_len * info->text_dim) * 4 + 4096, &err);
+  assert_non_null(a);
+  reel_tensor e;
+  if (reel_model_encode_prompt(m, text, a, &e, &err) != REEL_OK)
+    fail_msg("encode on %s: %s: %s", reel_backend_name(b), err.field, err.msg);
+  float *h = wt_download(&e);
+  *n = (size_t)reel_tensor_numel(&e);
+  reel_tensor_arena_destroy(&a);
+  return h;
+}
+
+/* Frames [S, 3, F, H, W] of latents (host data, shape ls) decoded on model m, downloaded. */
+static float *decode(reel_model *m, const float *lat, const int64_t *ls, const int64_t *fs) {
+  reel_error err = {0};
+  reel_backend *b = reel_model_backend(m);
+  reel_tensor tl = wt_upload(b, 5, ls, lat), frames;
+  assert_int_equal(reel_tensor_new(b, REEL_F32, 5, fs, &frames, &err), REEL_OK);
+  reel_tensor_arena *a = reel_tensor_arena_new(b, (size_t)64 << 20, &err);
+  assert_non_null(a);
+  if (reel_model_decode(m, &tl, a, &frames, &err) != REEL_OK)
+    fail_msg("decode on %s: %s: %s", reel_backend_name(b), err.field, err.msg);
+  float *px = wt_download(&frames);
+  reel_tensor_arena_destroy(&a);
+  reel_tensor_free(&tl);
+  reel_tensor_free(&frames);
+  return px;
+}
+
+static void test_tiny_pipeline(void **state) {
+  (void)state;
+  reel_error err = {0};
+  reel_backend *cpu = reel_backend_new_cpu(0, &err);
+  reel_model *mg = NULL, *mc = NULL;
+  char dir[1024];
+  wt_fixture(dir, sizeof dir, "tiny-wan");
+  if (reel_model_open(gpu, dir, &mg, &err) != REEL_OK) fail_msg("open on CUDA: %s: %s", err.field, err.msg);
+  if (reel_model_open(cpu, dir, &mc, &err) != REEL_OK) fail_msg("open on CPU: %s: %s", err.field, err.msg);
+  reel_safetensors *ref = wt_open("tiny-wan/reference/pipeline.safetensors");
+  const char *calls_s = reel_safetensors_metadata(ref, "calls");
+  assert_non_null(calls_s);
+  json_t *calls = NULL;
+  assert_int_equal(reel_json_parse(calls_s, strlen(calls_s), "calls", &calls, &err), REEL_OK);
+  json_t *call = json_array_get(calls, 0);
+  json_t *prompts = json_object_get(call, "prompt"), *neg = json_object_get(call, "negative_prompt");
+  const int64_t S = (int64_t)json_array_size(prompts);
+  const int64_t H = json_integer_value(json_object_get(call, "height")),
+                W = json_integer_value(json_object_get(call, "width")),
+                NF = json_integer_value(json_object_get(call, "num_frames"));
+  const reel_model_info *info = reel_model_get_info(mg);
+  const int64_t L = info->text_len, D = info->text_dim;
+  /* UMT5 on CUDA against the CPU, into the [S, L, D] inputs of the loop. */
+  float *hc = malloc((size_t)(S * L * D) * 4), *hu = malloc((size_t)(S * L * D) * 4);
+  for (int64_t s = 0; s < S; s++)
+    for (int which = 0; which < 2; which++) {
+      const char *text = which == 0            ? json_string_value(json_array_get(prompts, (size_t)s))
+                         : json_is_array(neg)  ? json_string_value(json_array_get(neg, (size_t)s))
+                         : json_is_string(neg) ? json_string_value(neg)
+                                               : "";
+      size_t n1, n2;
+      float *eg = embed(mg, text, &n1), *ec = embed(mc, text, &n2);
+      assert_int_equal(n1, n2);
+      double e = nmse(ec, eg, n1);
+      printf("# UMT5 on CUDA, prompt %lld/%d: nmse %.3e vs the CPU (bound 1e-8)\n", (long long)s, which, e);
+      if (!(e <= 1e-8)) fail_msg("UMT5 embeddings: nmse %.3e above 1e-8", e);
+      memcpy((which ? hu : hc) + s * L * D, eg, n1 * 4);
+      free(eg);
+      free(ec);
+    }
+  int64_t cs[3] = {S, L, D};
+  reel_tensor cond = wt_upload(gpu, 3, cs, hc), uncond = wt_upload(gpu, 3, cs, hu);
+  uint64_t seeds[4];
+  json_t *seeds_j = json_object_get(call, "seeds");
+  for (int64_t s = 0; s < S && s < 4; s++) seeds[s] = (uint64_t)json_integer_value(json_array_get(seeds_j, (size_t)s));
+  reel_denoise_params p;
+  memset(&p, 0, sizeof p);
+  p.sampler = info->sampler;
+  p.steps = (int)json_integer_value(json_object_get(call, "num_inference_steps"));
+  p.guidance = json_number_value(json_object_get(call, "guidance_scale"));
+  p.samples = S;
+  p.latent[0] = 16;
+  p.latent[1] = (NF - 1) / 4 + 1;
+  p.latent[2] = H / 8;
+  p.latent[3] = W / 8;
+  p.seeds = seeds;
+  p.cond = &cond;
+  p.uncond = &uncond;
+  size_t bytes = 0;
+  assert_int_equal(reel_denoise_arena_bytes(mg, &p, &bytes, &err), REEL_OK);
+  reel_tensor_arena *a = reel_tensor_arena_new(gpu, bytes, &err);
+  reel_tensor lat;
+  if (reel_denoise(mg, &p, a, &lat, &err) != REEL_OK) fail_msg("denoise on CUDA: %s: %s", err.field, err.msg);
+  size_t n = 0;
+  float *want = wt_read_f32(ref, "call0.latents_final", &n, NULL, NULL), *got = wt_download(&lat);
+  assert_int_equal(n, (size_t)reel_tensor_numel(&lat));
+  double el = nmse(want, got, n);
+  printf("# tiny pipeline on CUDA: final latents nmse %.3e vs diffusers (bound 1e-3)\n", el);
+  if (!(el <= 1e-3)) fail_msg("pipeline latents: nmse %.3e above 1e-3", el);
+  /* The VAE on CUDA against the CPU's decode of the same latents, and against diffusers' frames. */
+  int64_t ls[5] = {S, 16, p.latent[1], p.latent[2], p.latent[3]}, fs[5] = {S, 3, NF, H, W};
+  float *fg = decode(mg, got, ls, fs), *fc = decode(mc, got, ls, fs);
+  const size_t nf = (size_t)(S * 3 * NF * H * W);
+  double ef = nmse(fc, fg, nf);
+  printf("# VAE decode on CUDA: nmse %.3e vs the CPU (bound 1e-5)\n", ef);
+  if (!(ef <= 1e-5)) fail_msg("VAE decode: nmse %.3e above 1e-5", ef);
+  float *ref_px = wt_read_f32(ref, "call0.frames", &n, NULL, NULL);
+  assert_int_equal(n, nf);
+  double worst = 0;
+  for (int64_t s = 0; s < S; s++)
+    for (int64_t c = 0; c < 3; c++)
+      for (int64_t f = 0; f < NF; f++)
+        for (int64_t y = 0; y < H; y++)
+          for (int64_t x = 0; x < W; x++) {
+            float v = fg[(((s * 3 + c) * NF + f) * H + y) * W + x] * 0.5f + 0.5f;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            double d = fabs((double)v - ref_px[(((s * NF + f) * H + y) * W + x) * 3 + c]);
+            if (d > worst) worst = d;
+          }
+  printf("# tiny pipeline on CUDA: frames max abs diff %.4f (%.2f / 255) vs diffusers (bound 16 / 255)\n", worst,
+         worst * 255.0);
+  assert_true(worst <= 16.0 / 255.0);
+  free(ref_px);
+  free(fg);
+  free(fc);
+  free(want);
+  free(got);
+  free(hc);
+  free(hu);
+  reel_tensor_arena_destroy(&a);
+  reel_tensor_free(&cond);
+  reel_tensor_free(&uncond);
+  json_decref(calls);
+  reel_safetensors_close(&ref);
+  reel_model_destroy(&mg);
+  reel_model_destroy(&mc);
+  reel_backend_destroy(&cpu);
+}
+
 int main(void) {
   reel_error err;
   reel_error_clear(&err);
@@ -230,10 +376,9 @@ int main(void) {
     return 77;
   }
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_forward_tiny),
-      cmocka_unit_test(test_forward_sharded),
-      cmocka_unit_test(test_forward_original_bf16),
-      cmocka_unit_test(test_cfg_loop),
+      cmocka_unit_test(test_forward_tiny),          cmocka_unit_test(test_forward_sharded),
+      cmocka_unit_test(test_forward_original_bf16), cmocka_unit_test(test_cfg_loop),
+      cmocka_unit_test(test_tiny_pipeline),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   reel_backend_destroy(&gpu);

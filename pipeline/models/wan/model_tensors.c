@@ -31,6 +31,11 @@ reel_status reel__mt_open(reel__mt *mt, reel_backend *b, const char *dir, reel_e
     if (!t0 || size == 0) continue;
     void *base = (void *)((const char *)t0->data - t0->offset);
     st = reel_buffer_wrap_host(b, base, (size_t)size, 1, &mt->shard[i], err);
+    if (st == REEL_EUNSUPPORTED) {
+      /* A CPU backend told not to wrap host memory (wrap_host=off): upload tensor by tensor, as on a device. */
+      reel_error_clear(err);
+      continue;
+    }
     if (st != REEL_OK) {
       reel__mt_close(mt);
       return st;
