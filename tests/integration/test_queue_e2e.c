@@ -387,6 +387,110 @@ static void test_priority_and_fair_share_order(void **state) {
   reel_client_destroy(&cc);
 }
 
+static void test_result_while_broker_down(void **state) {
+  qenv *e = *state;
+  qe_start_broker(e);
+  qe_start_worker(e, "loyal", NULL);
+  reel_client *c = qe_client(e, NULL);
+  char *id = qe_submit(c, "{\"prompt\":\"finishes alone\",\"frames\":300,\"width\":320,\"height\":240}");
+  json_decref(wait_progress(c, id));
+  qe_kill_broker(e, SIGKILL);
+  /* The job finishes while there is no broker: its file appears. */
+  char path[800];
+  snprintf(path, sizeof path, "%s/%s.mp4", e->storage, id);
+  int64_t until = reel_now_ms() + 60000;
+  while (access(path, F_OK) != 0) {
+    if (reel_now_ms() > until) fail_msg("the worker did not finish %s without the broker", id);
+    reel_sleep_ms(20);
+  }
+  reel_sleep_ms(300);
+  qe_start_broker(e);
+  /* The worker reports the result it kept: one attempt, succeeded. */
+  json_t *job = qe_wait_state(c, id, NULL, 60000);
+  assert_string_equal(qe_state(job), "succeeded");
+  assert_int_equal(json_integer_value(json_object_get(job, "attempts")), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(job, "history"), 0), "worker")),
+                      "loyal");
+  json_decref(job);
+  free(id);
+  reel_client_destroy(&c);
+}
+
+static int count_lines(const char *path) {
+  char *s = tu_read_file(path, NULL);
+  int n = 0;
+  for (char *p = s; p && *p; p++) n += *p == '\n';
+  free(s);
+  return n;
+}
+
+static void test_batch_and_resume(void **state) {
+  qenv *e = *state;
+  qe_start_broker(e);
+  qe_start_worker(e, "b1", "--capacity", "2", NULL);
+  char file[700], manifest[700], cmd[2500], *out = NULL;
+  snprintf(file, sizeof file, "%s/prompts.txt", e->dir);
+  snprintf(manifest, sizeof manifest, "%s/manifest.jsonl", e->dir);
+  const char *text =
+      "# a comment\n"
+      "a red circle\n"
+      "\n"
+      "a blue square\n"
+      "{\"prompt\":\"from json\",\"frames\":2,\"seed\":5}\n"
+      "{\"prompt\":\"too long\",\"frames\":99999}\n"
+      "a green triangle\n"
+      "a yellow star\n";
+  tu_write_file(file, text, strlen(text));
+  snprintf(cmd, sizeof cmd, "'%s' batch --broker %s '%s' --manifest '%s' --concurrency 3 --frames 4 --size 32x32 2>&1",
+           e->bin, e->endpoint, file, manifest);
+  assert_int_equal(tu_run(cmd, &out), 1); /* one line is bad */
+  assert_non_null(strstr(out, "5 of 6 lines succeeded, 1 failed"));
+  assert_non_null(strstr(out, "job.frames"));
+  free(out);
+  assert_int_equal(count_lines(manifest), 6);
+  /* Every succeeded line names a job whose file exists; the JSON line kept its own options. */
+  char *m = tu_read_file(manifest, NULL);
+  int succeeded = 0;
+  for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {
+    json_error_t je;
+    json_t *o = json_loads(line, 0, &je);
+    assert_non_null(o);
+    if (!strcmp(qe_state(o), "succeeded")) {
+      succeeded++;
+      const char *url = json_string_value(json_object_get(json_array_get(json_object_get(o, "outputs"), 0), "url"));
+      assert_true(file_exists(url));
+      if (json_integer_value(json_object_get(o, "line")) == 5)
+        assert_int_equal(json_integer_value(json_object_get(o, "seed")), 5);
+    } else {
+      assert_int_equal(json_integer_value(json_object_get(o, "line")), 6);
+      assert_string_equal(json_string_value(json_object_get(json_object_get(o, "error"), "field")), "job.frames");
+    }
+    json_decref(o);
+  }
+  free(m);
+  assert_int_equal(succeeded, 5);
+  /* A rerun skips what succeeded and tries the failed line again. */
+  assert_int_equal(tu_run(cmd, &out), 1);
+  assert_non_null(strstr(out, "5 of 6 lines already succeeded"));
+  free(out);
+  assert_int_equal(count_lines(manifest), 7);
+  /* Fixing the file makes the next rerun complete the batch. */
+  const char *fixed =
+      "# a comment\n"
+      "a red circle\n"
+      "\n"
+      "a blue square\n"
+      "{\"prompt\":\"from json\",\"frames\":2,\"seed\":5}\n"
+      "{\"prompt\":\"shorter now\",\"frames\":3}\n"
+      "a green triangle\n"
+      "a yellow star\n";
+  tu_write_file(file, fixed, strlen(fixed));
+  assert_int_equal(tu_run(cmd, &out), 0);
+  assert_non_null(strstr(out, "6 of 6 lines succeeded"));
+  free(out);
+  assert_int_equal(count_lines(manifest), 8);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
@@ -397,6 +501,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cli_idempotency_and_status, setup, teardown),
       cmocka_unit_test_setup_teardown(test_malformed_against_process, setup, teardown),
       cmocka_unit_test_setup_teardown(test_priority_and_fair_share_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_result_while_broker_down, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batch_and_resume, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

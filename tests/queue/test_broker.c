@@ -587,6 +587,146 @@ static void test_compaction_keeps_state(void **state) {
   free(q);
 }
 
+/* Receives until an EVENT of kind `kind` arrives; returns it. */
+static json_t *expect_event(fixture *f, void *s, const char *kind) {
+  for (int i = 0; i < 50; i++) {
+    json_t *h = expect_cmd(f, s, "EVENT");
+    if (!strcmp(json_string_value(json_object_get(h, "event")), kind)) return h;
+    json_decref(h);
+  }
+  fail_msg("no %s event", kind);
+  return NULL;
+}
+
+static void test_events_and_tenant_limit(void **state) {
+  fixture *f = *state;
+  reel_broker_destroy(&f->b);
+  f->o.max_queued_per_tenant = 2;
+  start_broker(f);
+  void *c = dealer(f);
+  char *a = submit(f, c, "{\"prompt\":\"first\"}");
+  char *b = submit(f, c, "{\"prompt\":\"second\"}");
+  /* The tenant's queue is full. */
+  tsend(c, "SUBMIT", "{\"job\":{\"prompt\":\"third\"}}");
+  expect_error(f, c, "ELIMIT", "tenant.max_queued");
+  /* Another tenant is not affected. */
+  tsend(c, "SUBMIT", "{\"tenant\":\"other\",\"job\":{\"prompt\":\"x\",\"model\":\"none\"}}");
+  json_decref(expect_cmd(f, c, "ACCEPTED"));
+  /* a runs: b moves to position 1, which its follower hears within a second. */
+  void *w = worker(f, "we", 1, "{\"models\":[\"builtin:testsrc\"]}");
+  json_t *job = expect_cmd(f, w, "JOB");
+  assert_string_equal(json_string_value(json_object_get(job, "job_id")), a);
+  json_decref(job);
+  json_t *ev = expect_event(f, c, "state");
+  assert_string_equal(json_string_value(json_object_get(ev, "job_id")), a);
+  assert_string_equal(json_string_value(json_object_get(ev, "state")), "running");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(ev, "job"), "worker")), "we");
+  json_decref(ev);
+  /* A second of fake time, with heartbeats so that the worker keeps its lease. */
+  for (int i = 0; i < 5; i++) {
+    f->clk.mono += 201;
+    tsend(w, "HEARTBEAT", "{}");
+    tsend(w, "PING", "{}");
+    json_decref(expect_cmd(f, w, "PONG"));
+  }
+  ev = expect_event(f, c, "position");
+  assert_string_equal(json_string_value(json_object_get(ev, "job_id")), b);
+  assert_int_equal(json_integer_value(json_object_get(ev, "position")), 1);
+  json_decref(ev);
+  /* Progress from the worker reaches the follower. */
+  char buf[256];
+  snprintf(buf, sizeof buf,
+           "{\"job_id\":\"%s\",\"attempt\":1,\"stage\":\"encoding\",\"step\":3,\"steps\":8,\"fraction\":0.375,"
+           "\"eta_ms\":500}",
+           a);
+  tsend(w, "PROGRESS", buf);
+  ev = expect_event(f, c, "progress");
+  assert_string_equal(json_string_value(json_object_get(ev, "stage")), "encoding");
+  assert_int_equal(json_integer_value(json_object_get(ev, "step")), 3);
+  assert_int_equal(json_integer_value(json_object_get(ev, "eta_ms")), 500);
+  json_decref(ev);
+  /* Bad progress is an error naming the field; the job is unaffected. */
+  snprintf(buf, sizeof buf, "{\"job_id\":\"%s\",\"stage\":\"x\",\"fraction\":2}", a);
+  tsend(w, "PROGRESS", buf);
+  expect_error(f, w, "ERANGE", "fraction");
+  /* A retryable failure requeues; the final success shows both attempts. */
+  snprintf(buf, sizeof buf,
+           "{\"job_id\":\"%s\",\"attempt\":1,\"state\":\"failed\",\"retry\":true,"
+           "\"error\":{\"code\":\"ESTORAGE\",\"message\":\"bucket unreachable\"}}",
+           a);
+  tsend(w, "RESULT", buf);
+  json_decref(expect_cmd(f, w, "ACK"));
+  job = expect_cmd(f, w, "JOB"); /* a again (it keeps its place in front of b) */
+  assert_string_equal(json_string_value(json_object_get(job, "job_id")), a);
+  assert_int_equal(json_integer_value(json_object_get(job, "attempt")), 2);
+  json_decref(job);
+  /* The worker leaves: a is requeued without using up an attempt. */
+  tsend(w, "BYE", "{}");
+  json_t *rec = NULL;
+  assert_string_equal(job_state(f, c, a, &rec), "queued");
+  json_t *hist = json_object_get(rec, "history");
+  assert_int_equal(json_array_size(hist), 2);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 0), "outcome")), "failed");
+  assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(hist, 0), "error"), "code")),
+                      "ESTORAGE");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 1), "outcome")), "left");
+  json_decref(rec);
+  void *w2 = worker(f, "we2", 1, "{\"models\":[\"builtin:testsrc\"]}");
+  job = expect_cmd(f, w2, "JOB");
+  assert_int_equal(json_integer_value(json_object_get(job, "attempt")), 3);
+  json_decref(job);
+  snprintf(buf, sizeof buf, "{\"job_id\":\"%s\",\"attempt\":3,\"state\":\"succeeded\"}", a);
+  tsend(w2, "RESULT", buf);
+  json_decref(expect_cmd(f, w2, "ACK"));
+  assert_string_equal(job_state(f, c, a, &rec), "succeeded");
+  assert_int_equal(json_array_size(json_object_get(rec, "history")), 3);
+  json_decref(rec);
+  close_sock(f, w2);
+  close_sock(f, w);
+  close_sock(f, c);
+  free(a);
+  free(b);
+}
+
+static void test_superseded_result(void **state) {
+  fixture *f = *state;
+  void *c = dealer(f);
+  char *a = submit(f, c, "{\"prompt\":\"slow\"}");
+  void *w1 = worker(f, "old", 1, NULL);
+  json_decref(expect_cmd(f, w1, "JOB"));
+  /* w1 goes silent long enough to lose its lease; w2 takes the job. */
+  f->clk.mono += 301;
+  settle(f);
+  void *w2 = worker(f, "new", 1, NULL);
+  json_t *job = expect_cmd(f, w2, "JOB");
+  assert_int_equal(json_integer_value(json_object_get(job, "attempt")), 2);
+  json_decref(job);
+  /* w1 was only slow: its result arrives and finishes the job; w2 is told to cancel. */
+  char buf[256];
+  tsend(w1, "READY", "{\"worker\":\"old\",\"capacity\":1}");
+  json_decref(expect_cmd(f, w1, "WELCOME"));
+  snprintf(buf, sizeof buf, "{\"job_id\":\"%s\",\"attempt\":1,\"state\":\"succeeded\"}", a);
+  tsend(w1, "RESULT", buf);
+  json_decref(expect_cmd(f, w1, "ACK"));
+  json_t *cn = expect_cmd(f, w2, "CANCEL");
+  assert_string_equal(json_string_value(json_object_get(cn, "job_id")), a);
+  json_decref(cn);
+  json_t *rec = NULL;
+  assert_string_equal(job_state(f, c, a, &rec), "succeeded");
+  json_t *hist = json_object_get(rec, "history");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(hist, 1), "outcome")), "superseded");
+  json_decref(rec);
+  /* w2's late cancel confirmation changes nothing. */
+  snprintf(buf, sizeof buf, "{\"job_id\":\"%s\",\"attempt\":2,\"state\":\"canceled\"}", a);
+  tsend(w2, "RESULT", buf);
+  json_decref(expect_cmd(f, w2, "ACK"));
+  assert_string_equal(job_state(f, c, a, NULL), "succeeded");
+  close_sock(f, w1);
+  close_sock(f, w2);
+  close_sock(f, c);
+  free(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_submit_status_list, setup, teardown),
@@ -598,6 +738,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_matching, setup, teardown),
       cmocka_unit_test_setup_teardown(test_replay_after_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_events_and_tenant_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_superseded_result, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
