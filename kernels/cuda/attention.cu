@@ -3,9 +3,11 @@
  * Fused scaled dot-product attention on CUDA, FlashAttention-2 style.
  *
  * The fast path ("mma") runs on the tensor cores with mma.sync m16n8k16 bf16
- * (sm_80, sm_89 and sm_90 alike). First q, k and v are packed into device
- * scratch as bf16 [B*H, T, DP] with the head width zero-padded to DP = 64 or 128
- * (one pass over each; any input layout and float dtype). Then a block of 8 warps
+ * (sm_80, sm_89 and sm_90 alike). bf16 operands whose head width is exactly DP =
+ * 64 or 128 and whose rows are 16-byte aligned are read where they are (any
+ * b, t, h strides); others are first packed into device scratch as bf16
+ * [B, H, T, DP] with the head width zero-padded (one pass over each; any input
+ * layout and float dtype). Then a block of 8 warps
  * takes 128 queries of one (batch, head): each warp keeps 16 query rows as A
  * fragments in registers, and the block walks the keys in tiles of 64 copied
  * into shared memory with cp.async (the next K tile loads while this tile's
@@ -35,7 +37,8 @@
 #define ATT_PAD     8   /* bf16 elements of row padding: ldmatrix rows land in distinct banks */
 
 typedef struct attn_params {
-  const __nv_bfloat16 *q, *k, *v; /* packed [B*H, T, DP] */
+  const __nv_bfloat16 *q, *k, *v; /* bf16 [B, T, H, DP] views: packed scratch, or the inputs themselves */
+  int64_t qs[3], ks[3], vs[3];    /* strides of b, t, h (elements; multiples of 8) */
   void *out;
   int odt;
   int64_t os0, os1, os2; /* out strides of b, t, h (elements) */
@@ -47,13 +50,14 @@ static size_t attn_smem_bytes(int dp) { return (size_t)(ATT_BM + 2 * ATT_BN) * (
 
 /* Copies rows [row0, row0 + ROWS) of one packed head (T rows of DP) into shared memory, zeros past T. */
 template <int DP, int ROWS>
-__device__ __forceinline__ void attn_load_tile(__nv_bfloat16 *s, const __nv_bfloat16 *g, int64_t row0, int64_t T) {
+__device__ __forceinline__ void attn_load_tile(__nv_bfloat16 *s, const __nv_bfloat16 *g, int64_t ld, int64_t row0,
+                                               int64_t T) {
   constexpr int CPR = DP / 8, LD = DP + ATT_PAD;
   for (int c = threadIdx.x; c < ROWS * CPR; c += ATT_THREADS) {
     const int r = c / CPR, cc = c % CPR;
     const int64_t row = row0 + r;
     const bool ok = row < T;
-    reel__cp_async16(s + r * LD + cc * 8, ok ? g + row * DP + cc * 8 : g, ok ? 16 : 0);
+    reel__cp_async16(s + r * LD + cc * 8, ok ? g + row * ld + cc * 8 : g, ok ? 16 : 0);
   }
 }
 
@@ -66,13 +70,14 @@ __global__ void __launch_bounds__(ATT_THREADS, 1) attn_mma_kernel(attn_params p)
   __nv_bfloat16 *sV = sK + ATT_BN * LD;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t bh = blockIdx.x / p.qtiles, q0 = (blockIdx.x % p.qtiles) * (int64_t)ATT_BM;
-  const __nv_bfloat16 *gq = p.q + bh * p.Tq * DP;
-  const __nv_bfloat16 *gk = p.k + bh * p.Tk * DP;
-  const __nv_bfloat16 *gv = p.v + bh * p.Tk * DP;
+  const int64_t bb = bh / p.H, hh = bh % p.H;
+  const __nv_bfloat16 *gq = p.q + bb * p.qs[0] + hh * p.qs[2];
+  const __nv_bfloat16 *gk = p.k + bb * p.ks[0] + hh * p.ks[2];
+  const __nv_bfloat16 *gv = p.v + bb * p.vs[0] + hh * p.vs[2];
   const int64_t ntiles = (p.Tk + ATT_BN - 1) / ATT_BN;
 
-  attn_load_tile<DP, ATT_BM>(sQ, gq, q0, p.Tq);
-  attn_load_tile<DP, ATT_BN>(sK, gk, 0, p.Tk);
+  attn_load_tile<DP, ATT_BM>(sQ, gq, p.qs[1], q0, p.Tq);
+  attn_load_tile<DP, ATT_BN>(sK, gk, p.ks[1], 0, p.Tk);
   reel__cp_async_commit();
   reel__cp_async_wait<0>();
   __syncthreads();
@@ -89,7 +94,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 1) attn_mma_kernel(attn_params p)
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f; /* rows g and g + 8 */
 
   for (int64_t j = 0; j < ntiles; j++) {
-    attn_load_tile<DP, ATT_BN>(sV, gv, j * ATT_BN, p.Tk);
+    attn_load_tile<DP, ATT_BN>(sV, gv, p.vs[1], j * ATT_BN, p.Tk);
     reel__cp_async_commit();
     reel__cp_async_wait<1>(); /* K tile j has landed */
     __syncthreads();
@@ -108,7 +113,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 1) attn_mma_kernel(attn_params p)
       }
     __syncthreads(); /* every warp is done with sK */
     if (j + 1 < ntiles) {
-      attn_load_tile<DP, ATT_BN>(sK, gk, (j + 1) * ATT_BN, p.Tk);
+      attn_load_tile<DP, ATT_BN>(sK, gk, p.ks[1], (j + 1) * ATT_BN, p.Tk);
       reel__cp_async_commit();
     }
 
@@ -286,19 +291,48 @@ static reel_status pack(reel_backend *b, const reel_tensor *t, int dp, __nv_bflo
   return REEL_OK;
 }
 
+/* Nonzero when t can feed the kernel as it is: bf16, head width exactly dp, 16-byte aligned rows. */
+static int direct_ok(const reel_tensor *t, int dp) {
+  if (t->dtype != REEL_BF16 || t->shape[3] != dp) return 0;
+  if (((uintptr_t)reel__tensor_data(t)) % 16) return 0;
+  for (int i = 0; i < 3; i++)
+    if (t->shape[i] > 1 && t->stride[i] % 8) return 0;
+  return 1;
+}
+
+/*
+ * Points the kernel at t: in place when direct_ok, else packed into `dst` as
+ * [B, H, T, dp] (zero-padded). Writes the pointer and the b, t, h strides.
+ */
+static reel_status operand(reel_backend *b, const reel_tensor *t, int dp, __nv_bfloat16 *dst, const __nv_bfloat16 **ptr,
+                           int64_t strides[3], int *packed, reel_error *err) {
+  if (direct_ok(t, dp)) {
+    *ptr = (const __nv_bfloat16 *)reel__tensor_data(t);
+    for (int i = 0; i < 3; i++) strides[i] = t->stride[i];
+    return REEL_OK;
+  }
+  const int64_t H = t->shape[2], T = t->shape[1];
+  *ptr = dst;
+  strides[0] = H * T * dp;
+  strides[1] = dp;
+  strides[2] = T * dp;
+  *packed = 1;
+  return pack(b, t, dp, dst, err);
+}
+
 static reel_status run_mma(reel_backend *b, const reel_tensor *q, const reel_tensor *k, const reel_tensor *v,
                            float scale, reel_tensor *out, int dp, reel_error *err) {
   const int64_t B = q->shape[0], Tq = q->shape[1], H = q->shape[2], Tk = k->shape[1];
-  const size_t qb = align256((size_t)(B * H * Tq * dp) * 2), kb = align256((size_t)(B * H * Tk * dp) * 2);
-  char *ws = (char *)reel__cuda_scratch(b, qb + 2 * kb, err);
+  const size_t qb = direct_ok(q, dp) ? 0 : align256((size_t)(B * H * Tq * dp) * 2),
+               kb = direct_ok(k, dp) ? 0 : align256((size_t)(B * H * Tk * dp) * 2),
+               vb = direct_ok(v, dp) ? 0 : align256((size_t)(B * H * Tk * dp) * 2);
+  char *ws = (char *)reel__cuda_scratch(b, qb + kb + vb + 256, err);
   if (!ws) return err ? err->code : REEL_ENOMEM;
   attn_params p;
-  p.q = (const __nv_bfloat16 *)ws;
-  p.k = (const __nv_bfloat16 *)(ws + qb);
-  p.v = (const __nv_bfloat16 *)(ws + qb + kb);
-  reel_status st = pack(b, q, dp, (__nv_bfloat16 *)ws, err);
-  if (st == REEL_OK) st = pack(b, k, dp, (__nv_bfloat16 *)(ws + qb), err);
-  if (st == REEL_OK) st = pack(b, v, dp, (__nv_bfloat16 *)(ws + qb + kb), err);
+  int packed = 0;
+  reel_status st = operand(b, q, dp, (__nv_bfloat16 *)ws, &p.q, p.qs, &packed, err);
+  if (st == REEL_OK) st = operand(b, k, dp, (__nv_bfloat16 *)(ws + qb), &p.k, p.ks, &packed, err);
+  if (st == REEL_OK) st = operand(b, v, dp, (__nv_bfloat16 *)(ws + qb + kb), &p.v, p.vs, &packed, err);
   if (st != REEL_OK) return st;
   p.out = reel__tensor_data(out);
   p.odt = out->dtype;
@@ -319,7 +353,8 @@ static reel_status run_mma(reel_backend *b, const reel_tensor *q, const reel_ten
   else
     attn_mma_kernel<128><<<(unsigned)blocks, ATT_THREADS, attn_smem_bytes(128), s>>>(p);
   REEL_CUDA_CHECK_LAUNCH();
-  reel__backend_set_path(b, dp == 64 ? "cuda-attn-mma-bf16-d64" : "cuda-attn-mma-bf16-d128");
+  reel__backend_set_path(b, dp == 64 ? (packed ? "cuda-attn-mma-bf16-d64-packed" : "cuda-attn-mma-bf16-d64")
+                                     : (packed ? "cuda-attn-mma-bf16-d128-packed" : "cuda-attn-mma-bf16-d128"));
   return REEL_OK;
 }
 
