@@ -254,6 +254,41 @@ static void test_attention(void **state) {
   reel_tensor_free(&o);
 }
 
+/* Operands of mixed dtypes and alignments: bf16 q read in place, f32 k packed, a bf16 v view at an odd offset packed.
+ */
+static void test_attention_mixed(void **state) {
+  (void)state;
+  reel_error err = {0};
+  const int64_t Tq = 100, Tk = 90, H = 2, D = 128;
+  size_t nq = (size_t)(Tq * H * D), nk = (size_t)(Tk * H * D);
+  float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc((nk + 4) * 4);
+  kr_fill(q, nq, 91, -2, 2);
+  kr_fill(k, nk, 92, -2, 2);
+  kr_fill(v, nk + 4, 93, -1, 1);
+  int64_t sq[4] = {1, Tq, H, D}, sk[4] = {1, Tk, H, D}, vflat[1] = {(int64_t)nk + 4};
+  reel_tensor cq, gq, ck, gk, cvb, gvb, co, go;
+  pair(REEL_BF16, 4, sq, q, &cq, &gq);
+  pair(REEL_F32, 4, sk, k, &ck, &gk);
+  pair(REEL_BF16, 1, vflat, v, &cvb, &gvb);
+  reel_tensor cv, gv, tmp;
+  /* v = elements [4, 4 + nk) of the flat buffer: 8-byte aligned rows, not 16. */
+  assert_int_equal(reel_tensor_slice(&cvb, 0, 4, (int64_t)nk, &tmp, &err), REEL_OK);
+  assert_int_equal(reel_tensor_reshape(&tmp, 4, sk, &cv, &err), REEL_OK);
+  assert_int_equal(reel_tensor_slice(&gvb, 0, 4, (int64_t)nk, &tmp, &err), REEL_OK);
+  assert_int_equal(reel_tensor_reshape(&tmp, 4, sk, &gv, &err), REEL_OK);
+  out_pair(REEL_F32, 4, sq, &co, &go);
+  assert_int_equal(reel_op_attention(cpu, &cq, &ck, &cv, 0.088f, &co, &err), REEL_OK);
+  assert_int_equal(reel_op_attention(gpu, &gq, &gk, &gv, 0.088f, &go, &err), REEL_OK);
+  compare("attention mixed operands (bf16 in place, f32 packed, misaligned bf16 packed)", &co, &go, 4e-5);
+  free_pair(&cq, &gq);
+  free_pair(&ck, &gk);
+  free_pair(&cvb, &gvb);
+  free_pair(&co, &go);
+  free(q);
+  free(k);
+  free(v);
+}
+
 int main(void) {
   reel_error err;
   reel_error_clear(&err);
@@ -266,10 +301,8 @@ int main(void) {
   cpu = reel_backend_new_cpu(0, &err);
   if (!cpu) return 1;
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_rope),
-      cmocka_unit_test(test_modulate_gated_add),
-      cmocka_unit_test(test_lincomb),
-      cmocka_unit_test(test_attention),
+      cmocka_unit_test(test_rope),      cmocka_unit_test(test_modulate_gated_add), cmocka_unit_test(test_lincomb),
+      cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_mixed),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   reel_backend_destroy(&gpu);
