@@ -74,6 +74,8 @@ void reel_aligned_free(void *p) { free(p); }
 
 void reel_free(void *p) { free(p); }
 
+void *reel__malloc_uninjected(size_t size) { return counted(malloc(size ? size : 1)); }
+
 char *reel_strdup(const char *s) {
   if (!s) return NULL;
   return reel_strndup(s, strlen(s));

@@ -230,6 +230,14 @@ reel_status reel_json_check_keys(const json_t *obj, const char *path, const char
   return REEL_OK;
 }
 
-void reel_json_use_reel_alloc(void) { json_set_alloc_funcs(reel_malloc, reel_free); }
+/*
+ * jansson's allocator: plain malloc that counts failures (reel_alloc_failed_total)
+ * but is never failed on purpose. jansson 2.14 asserts (aborts) when an allocation
+ * fails in the middle of a string, so injecting there would test jansson's crash,
+ * not reel's cleanup; a real failure is still noticed and reported as ENOMEM.
+ */
+static void *json_counted_malloc(size_t size) { return reel__malloc_uninjected(size); }
+
+void reel_json_use_reel_alloc(void) { json_set_alloc_funcs(json_counted_malloc, reel_free); }
 
 char *reel_json_dumps(const json_t *value) { return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY); }

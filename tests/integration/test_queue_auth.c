@@ -35,7 +35,7 @@ static void keygen(afix *f, const char *base, reel_keypair *kp) {
 static int setup(void **state) {
   afix *f = calloc(1, sizeof *f);
   qe_init(&f->e);
-  char path[800], cmd[2000];
+  char path[800], cmd[8192];
   snprintf(cmd, sizeof cmd, "mkdir -p '%s/clients/A' '%s/clients/B' '%s/workers' '%s/private'", f->e.keys, f->e.keys,
            f->e.keys, f->e.dir);
   assert_int_equal(system(cmd), 0);

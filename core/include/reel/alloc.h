@@ -51,6 +51,9 @@ long reel_alloc_calls(void);
  */
 long reel_alloc_failed_total(void);
 
+/* Internal: malloc that counts a failure but is never injected (jansson's allocator, see json.c). */
+void *reel__malloc_uninjected(size_t size);
+
 #ifdef __cplusplus
 }
 #endif

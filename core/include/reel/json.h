@@ -60,10 +60,12 @@ reel_status reel_json_get_enum(const json_t *obj, const char *path, const char *
 reel_status reel_json_check_keys(const json_t *obj, const char *path, const char *const *allowed, reel_error *err);
 
 /*
- * Routes jansson's allocations through reel_malloc/reel_free, so that
- * allocation-failure injection reaches JSON parsing too. jansson's allocator
- * is process-wide: programs (the CLI, test binaries) call this once at start-up;
- * libraries never do. Cannot fail.
+ * Routes jansson's allocations through reel's counting allocator, so that a
+ * parse during which memory ran out is reported as REEL_ENOMEM (jansson itself
+ * silently drops bytes from strings when a buffer cannot grow). The injector does
+ * not fire inside jansson (jansson 2.14 aborts on some failures mid-string).
+ * jansson's allocator is process-wide: programs (the CLI, test binaries) call
+ * this once at start-up; libraries never do. Cannot fail.
  */
 void reel_json_use_reel_alloc(void);
 
