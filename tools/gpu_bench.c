@@ -14,7 +14,8 @@
  * writes (--json) the median step time, the FLOPs counted as in PERFORMANCE.md
  * (every Linear layer plus the attention products), the achieved TFLOP/s and its
  * fraction of the reference rate (790 TFLOP/s, bf16 on an H200), the most memory
- * the backend held, and the attention and FFN-matmul rates measured alone.
+ * the backend held, and the attention and FFN-matmul rates measured alone
+ * (--ops-only: just those two, in seconds, for iterating on the kernels).
  * --size tiny runs the same program at a toy size (for the CPU dry run of
  * scripts/gpu-check). A benchmark, not a test: it asserts nothing about time.
  */
@@ -224,7 +225,8 @@ static void forward_flops(const reel_wan_config *c, double B, double T, double L
 static void usage(void) {
   fprintf(stderr,
           "usage: reel_gpu_bench [--backend cuda|cpu] [--size full|tiny] [--steps N] [--warmup N]\n"
-          "                      [--workdir DIR] [--keep] [--json PATH] [--no-ops] [--peak TFLOPS]\n");
+          "                      [--workdir DIR] [--keep] [--json PATH] [--no-ops | --ops-only]\n"
+          "                      [--peak TFLOPS]\n");
 }
 
 #define FAIL(...)                        \
@@ -288,9 +290,71 @@ static reel_status run_mm(void *vctx, reel_error *err) {
   return reel_op_matmul(c->b, &c->x, &c->w, NULL, &c->o, err);
 }
 
+/*
+ * The two kernels that decide a step, alone at its shapes: attention over [2, T, heads, head_dim]
+ * and the FFN's first matmul [2T, dim] x [ffn, dim]^T, in the activation dtype. Prints and
+ * records their rates in res. Returns 0, or -1 with err set.
+ */
+#define OPCHECK(expr)                 \
+  do {                                \
+    if ((expr) != REEL_OK) goto fail; \
+  } while (0)
+static int run_ops(reel_backend *b, reel_dtype act, int64_t T, int64_t heads, int64_t head_dim, int64_t ffn,
+                   json_t *res, reel_error *err) {
+  const int64_t dim = heads * head_dim;
+  attn_ctx ac = {b, {0}, {0}};
+  mm_ctx mc = {b, {0}, {0}, {0}};
+  /* The two kernels that decide the step, alone at the step's shapes. */
+  int64_t qs[4] = {2, T, heads, head_dim};
+  OPCHECK(reel_tensor_new(b, act, 4, qs, &ac.q, err));
+  OPCHECK(reel_tensor_new(b, act, 4, qs, &ac.o, err));
+  OPCHECK(fill_noise(b, &ac.q, 3, err));
+  double ta = time_op(b, run_attn, &ac, 3, err);
+  const char *apath = reel_backend_last_path(b);
+  json_object_set_new(res, "attention_path", json_string(apath));
+  double afl = 4.0 * 2.0 * (double)T * (double)T * (double)dim;
+  if (ta > 0) {
+    printf("attention alone [2, %lld, %lld, %lld] %s (%s): %.3f s, %.1f TFLOP/s\n", (long long)T, (long long)heads,
+           (long long)head_dim, reel_dtype_name(act), apath, ta, afl / ta / 1e12);
+    json_object_set_new(res, "attention_seconds", json_real(ta));
+    json_object_set_new(res, "attention_tflops", json_real(afl / ta / 1e12));
+  }
+  reel_tensor_free(&ac.q);
+  reel_tensor_free(&ac.o);
+  if (ta < 0) goto fail;
+  int64_t xs2[2] = {2 * T, dim}, ws2[2] = {ffn, dim}, os2[2] = {2 * T, ffn};
+  OPCHECK(reel_tensor_new(b, act, 2, xs2, &mc.x, err));
+  OPCHECK(reel_tensor_new(b, REEL_BF16, 2, ws2, &mc.w, err));
+  OPCHECK(reel_tensor_new(b, act, 2, os2, &mc.o, err));
+  OPCHECK(fill_noise(b, &mc.x, 4, err));
+  OPCHECK(fill_noise(b, &mc.w, 5, err));
+  double tm = time_op(b, run_mm, &mc, 5, err);
+  double mfl = 2.0 * (double)(2 * T) * (double)dim * (double)ffn;
+  if (tm > 0) {
+    printf("FFN matmul alone [%lld x %lld] x [%lld x %lld]^T (%s): %.4f s, %.1f TFLOP/s\n", (long long)(2 * T),
+           (long long)dim, (long long)ffn, (long long)dim, reel_backend_last_path(b), tm, mfl / tm / 1e12);
+    json_object_set_new(res, "matmul_seconds", json_real(tm));
+    json_object_set_new(res, "matmul_tflops", json_real(mfl / tm / 1e12));
+    json_object_set_new(res, "matmul_path", json_string(reel_backend_last_path(b)));
+  }
+  reel_tensor_free(&mc.x);
+  reel_tensor_free(&mc.w);
+  reel_tensor_free(&mc.o);
+  if (tm < 0) goto fail;
+  return 0;
+fail:
+  fprintf(stderr, "reel_gpu_bench: kernels alone: %s: %s\n", err->field, err->msg);
+  reel_tensor_free(&ac.q);
+  reel_tensor_free(&ac.o);
+  reel_tensor_free(&mc.x);
+  reel_tensor_free(&mc.w);
+  reel_tensor_free(&mc.o);
+  return -1;
+}
+
 int main(int argc, char **argv) {
   const char *backend_name = "cuda", *size = "full", *workdir = NULL, *json_path = NULL;
-  int steps = 3, warmup = 1, keep = 0, ops = 1;
+  int steps = 3, warmup = 1, keep = 0, ops = 1, ops_only = 0;
   double peak_tflops = 790.0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -310,6 +374,8 @@ int main(int argc, char **argv) {
       peak_tflops = atof(argv[++i]);
     else if (!strcmp(a, "--keep"))
       keep = 1;
+    else if (!strcmp(a, "--ops-only"))
+      ops_only = 1;
     else if (!strcmp(a, "--no-ops"))
       ops = 0;
     else {
@@ -334,6 +400,21 @@ int main(int argc, char **argv) {
   double *st_times = calloc((size_t)steps, sizeof(double));
   json_t *res = json_object();
   if (!st_times || !res) FAIL("out of memory");
+
+  if (ops_only) {
+    /* Only the attention and FFN kernels at the step's shapes: no model, a few seconds. */
+    b = strcmp(backend_name, "cuda") == 0 ? reel_backend_new_cuda(0, &err) : reel_backend_new_cpu(0, &err);
+    if (!b) FAIL("backend %s: %s: %s", backend_name, err.field, err.msg);
+    const reel_dtype oact = reel_backend_get_kind(b) == REEL_BACKEND_CUDA ? REEL_BF16 : REEL_F32;
+    const int64_t oT = bc->latent[1] * (bc->latent[2] / 2) * (bc->latent[3] / 2);
+    json_object_set_new(res, "size", json_string(size));
+    json_object_set_new(res, "backend", json_string(reel_backend_name(b)));
+    if (run_ops(b, oact, oT, bc->heads, bc->head_dim, bc->ffn, res, &err) != 0) goto done;
+    if (json_path && json_dump_file(res, json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
+      FAIL("cannot write %s", json_path);
+    rc = 0;
+    goto done;
+  }
 
   /* The model folder. */
   if (workdir) {
@@ -473,48 +554,7 @@ int main(int argc, char **argv) {
   json_object_set_new(res, "load_seconds", json_real(load_s));
 
   reel_tensor_arena_destroy(&arena);
-  if (ops) {
-    /* The two kernels that decide the step, alone at the step's shapes. */
-    attn_ctx ac = {b, {0}, {0}};
-    int64_t qs[4] = {2, T, c->heads, c->head_dim};
-    CHECK(reel_tensor_new(b, act, 4, qs, &ac.q, &err));
-    CHECK(reel_tensor_new(b, act, 4, qs, &ac.o, &err));
-    CHECK(fill_noise(b, &ac.q, 3, &err));
-    double ta = time_op(b, run_attn, &ac, 3, &err);
-    const char *apath = reel_backend_last_path(b);
-    json_object_set_new(res, "attention_path", json_string(apath));
-    double afl = 4.0 * 2.0 * (double)T * (double)T * (double)c->dim;
-    if (ta > 0) {
-      printf("attention alone [2, %lld, %lld, %lld] %s (%s): %.3f s, %.1f TFLOP/s\n", (long long)T, (long long)c->heads,
-             (long long)c->head_dim, reel_dtype_name(act), apath, ta, afl / ta / 1e12);
-      json_object_set_new(res, "attention_seconds", json_real(ta));
-      json_object_set_new(res, "attention_tflops", json_real(afl / ta / 1e12));
-    }
-    reel_tensor_free(&ac.q);
-    reel_tensor_free(&ac.o);
-    if (ta < 0) FAIL("attention alone: %s: %s", err.field, err.msg);
-    mm_ctx mc = {b, {0}, {0}, {0}};
-    int64_t xs2[2] = {2 * T, c->dim}, ws2[2] = {c->ffn_dim, c->dim}, os2[2] = {2 * T, c->ffn_dim};
-    CHECK(reel_tensor_new(b, act, 2, xs2, &mc.x, &err));
-    CHECK(reel_tensor_new(b, REEL_BF16, 2, ws2, &mc.w, &err));
-    CHECK(reel_tensor_new(b, act, 2, os2, &mc.o, &err));
-    CHECK(fill_noise(b, &mc.x, 4, &err));
-    CHECK(fill_noise(b, &mc.w, 5, &err));
-    double tm = time_op(b, run_mm, &mc, 5, &err);
-    double mfl = 2.0 * (double)(2 * T) * (double)c->dim * (double)c->ffn_dim;
-    if (tm > 0) {
-      printf("FFN matmul alone [%lld x %lld] x [%lld x %lld]^T (%s): %.4f s, %.1f TFLOP/s\n", (long long)(2 * T),
-             (long long)c->dim, (long long)c->ffn_dim, (long long)c->dim, reel_backend_last_path(b), tm,
-             mfl / tm / 1e12);
-      json_object_set_new(res, "matmul_seconds", json_real(tm));
-      json_object_set_new(res, "matmul_tflops", json_real(mfl / tm / 1e12));
-      json_object_set_new(res, "matmul_path", json_string(reel_backend_last_path(b)));
-    }
-    reel_tensor_free(&mc.x);
-    reel_tensor_free(&mc.w);
-    reel_tensor_free(&mc.o);
-    if (tm < 0) FAIL("matmul alone: %s: %s", err.field, err.msg);
-  }
+  if (ops && run_ops(b, act, T, c->heads, c->head_dim, c->ffn_dim, res, &err) != 0) goto done;
   if (json_path && json_dump_file(res, json_path, JSON_INDENT(2) | JSON_SORT_KEYS) != 0)
     FAIL("cannot write %s", json_path);
   rc = 0;
