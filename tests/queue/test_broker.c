@@ -9,7 +9,9 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "reel/alloc.h"
 #include "reel/broker.h"
+#include "reel/clock.h"
 #include "reel/protocol.h"
 #include "testutil.h"
 
@@ -27,6 +29,7 @@ typedef struct {
   void *ctx;
   void *socks[64];
   int nsocks;
+  reel_logger quiet; /* allocation-failure warnings are expected here */
   reel_broker_options o;
 } fixture;
 
@@ -51,6 +54,8 @@ static int setup(void **state) {
   f->o.heartbeat_ms = 100;
   f->o.liveness = 3;
   f->o.restart_grace_ms = 300;
+  reel_logger_init(&f->quiet, REEL_LOG_ERROR, REEL_LOG_TEXT, 2);
+  f->o.log = &f->quiet;
   start_broker(f);
   f->ctx = zmq_ctx_new();
   *state = f;
@@ -132,7 +137,7 @@ static json_t *trecv(fixture *f, void *s, char *cmd) {
 /* Receives until a message with command `want` arrives (skipping others, e.g. events). */
 static json_t *expect_cmd(fixture *f, void *s, const char *want) {
   char cmd[32];
-  for (int i = 0; i < 50; i++) {
+  for (int i = 0; i < 10000; i++) {
     json_t *h = trecv(f, s, cmd);
     if (strcmp(cmd, want) == 0) return h;
     json_decref(h);
@@ -727,6 +732,113 @@ static void test_superseded_result(void **state) {
   free(a);
 }
 
+/*
+ * Allocation failures while the broker handles a submit, a dispatch and a result:
+ * every failure point in turn. The broker must neither crash nor leak (ASan), and
+ * must stay consistent: every ACCEPTED job exists afterwards and can finish.
+ */
+static void test_allocation_failures(void **state) {
+  fixture *f = *state;
+  void *c = dealer(f);
+  void *w = worker(f, "wa", 64, NULL);
+  char *accepted[1000];
+  int naccepted = 0;
+  /* How many allocations one submit takes, dispatch and events included. */
+  long calls0 = reel_alloc_calls();
+  free(submit(f, c, "{\"prompt\":\"clean\",\"frames\":4}"));
+  long per_submit = reel_alloc_calls() - calls0;
+  assert_true(per_submit > 10 && per_submit < 900);
+  for (long k = 0; k < per_submit + 10; k++) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"req\":%ld,\"job\":{\"prompt\":\"fault %ld\",\"frames\":4}}", k, k);
+    tsend(c, "SUBMIT", buf);
+    /* Let the message arrive, then fail the k-th allocation of the next iteration. */
+    reel_sleep_ms(1);
+    reel_alloc_fail_after(k, 0);
+    reel_error err;
+    reel_error_clear(&err);
+    reel_status st = reel_broker_poll(f->b, 5, &err);
+    reel_alloc_fail_after(-1, 0);
+    assert_true(st == REEL_OK);
+    for (int i = 0; i < 3; i++) reel_broker_poll(f->b, 1, &err);
+    /* Collect replies without waiting for ones that were lost to the failure. */
+    char cmd[32];
+    for (;;) {
+      zmq_msg_t parts[3];
+      int n = 0, more = 1;
+      while (more && n < 3) {
+        zmq_msg_init(&parts[n]);
+        if (zmq_msg_recv(&parts[n], c, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+          zmq_msg_close(&parts[n]);
+          break;
+        }
+        more = zmq_msg_more(&parts[n]);
+        n++;
+      }
+      if (n == 0) break;
+      if (n == 3) {
+        size_t cl = zmq_msg_size(&parts[1]);
+        memcpy(cmd, zmq_msg_data(&parts[1]), cl);
+        cmd[cl] = 0;
+        if (!strcmp(cmd, "ACCEPTED")) {
+          json_error_t je;
+          json_t *h = json_loadb(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), 0, &je);
+          if (h) {
+            accepted[naccepted++] = strdup(json_string_value(json_object_get(h, "job_id")));
+            json_decref(h);
+          }
+        }
+      }
+      for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
+    }
+    /* The worker answers whatever it got, also under failures. */
+    for (;;) {
+      char wcmd[32], hdr[8192];
+      int r = zmq_recv(w, hdr, sizeof hdr, ZMQ_DONTWAIT);
+      if (r < 0) break;
+      r = zmq_recv(w, wcmd, sizeof wcmd - 1, 0);
+      wcmd[r < 0 ? 0 : r] = 0;
+      r = zmq_recv(w, hdr, sizeof hdr - 1, 0);
+      hdr[r < 0 ? 0 : r] = 0;
+      if (strcmp(wcmd, "JOB") != 0) continue;
+      json_error_t je;
+      json_t *h = json_loads(hdr, 0, &je);
+      char res[256];
+      snprintf(res, sizeof res, "{\"job_id\":\"%s\",\"attempt\":%lld,\"state\":\"succeeded\"}",
+               json_string_value(json_object_get(h, "job_id")),
+               (long long)json_integer_value(json_object_get(h, "attempt")));
+      json_decref(h);
+      tsend(w, "RESULT", res);
+      reel_alloc_fail_after(k % 40, 0);
+      reel_broker_poll(f->b, 5, &err);
+      reel_alloc_fail_after(-1, 0);
+    }
+  }
+  /* Late failure points fall after the submit's own allocations: those submits went through. */
+  assert_true(naccepted >= 5);
+  /* Every accepted job is known and reaches a terminal state once things are normal again. */
+  tsend(w, "READY", "{\"worker\":\"wa\",\"capacity\":64}");
+  json_decref(expect_cmd(f, w, "WELCOME"));
+  for (int i = 0; i < naccepted; i++) {
+    json_t *rec = NULL;
+    const char *st = job_state(f, c, accepted[i], &rec);
+    if (!strcmp(st, "running") || !strcmp(st, "queued")) {
+      /* Its RESULT was lost to a failure (no ACK): the worker would resend it; do so. */
+      char res[256];
+      snprintf(res, sizeof res, "{\"job_id\":\"%s\",\"attempt\":%lld,\"state\":\"succeeded\"}", accepted[i],
+               (long long)json_integer_value(json_object_get(rec, "attempts")));
+      tsend(w, "RESULT", res);
+      json_decref(expect_cmd(f, w, "ACK"));
+      st = job_state(f, c, accepted[i], NULL);
+    }
+    assert_string_equal(st, "succeeded");
+    json_decref(rec);
+    free(accepted[i]);
+  }
+  close_sock(f, w);
+  close_sock(f, c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_submit_status_list, setup, teardown),
@@ -740,6 +852,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_compaction_keeps_state, setup, teardown),
       cmocka_unit_test_setup_teardown(test_events_and_tenant_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_superseded_result, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_allocation_failures, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
