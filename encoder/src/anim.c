@@ -85,6 +85,20 @@ void reel_anim_destroy(reel_anim **ap) {
 
 int reel_anim_frames(const reel_anim *a) { return a ? a->taken : 0; }
 
+/* Source frame i shows at i * den / num seconds; preview frame k (= taken) is due at k / out_fps. */
+static int due(const reel_anim *a, int64_t i) {
+  return i * (int64_t)a->out_fps * a->fps_den >= (int64_t)a->taken * a->fps_num && a->taken < a->max_frames;
+}
+
+int reel_anim_wants_next(const reel_anim *a) { return a && a->sink && due(a, a->pushed); }
+
+void reel_anim_skip(reel_anim *a) {
+  if (!a || !a->sink) return;
+  if (a->taken == a->max_frames && a->pushed * (int64_t)a->out_fps * a->fps_den >= (int64_t)a->taken * a->fps_num)
+    a->dropped++;
+  a->pushed++;
+}
+
 static reel_status open_webp(reel_anim *a, reel_error *err) {
   const AVCodec *codec = avcodec_find_encoder_by_name("libwebp_anim");
   if (!codec)
@@ -533,11 +547,10 @@ reel_status reel_anim_push_rgb(reel_anim *a, const uint8_t *rgb, size_t stride, 
   if (!a->sink) return reel_error_set(err, REEL_ESTATE, "preview_anim", "already finished or failed");
   if (!rgb || stride < (size_t)a->width * 3 || stride > (size_t)INT32_MAX)
     return reel_error_set(err, REEL_EINVAL, "stride", "must be at least %d (width * 3)", a->width * 3);
-  /* Source frame i shows at i * den / num seconds; preview frame k (= taken) is due at k / out_fps. */
   int64_t i = a->pushed++;
-  if (i * (int64_t)a->out_fps * a->fps_den < (int64_t)a->taken * a->fps_num) return REEL_OK;
-  if (a->taken == a->max_frames) {
-    a->dropped++;
+  if (!due(a, i)) {
+    if (a->taken == a->max_frames && i * (int64_t)a->out_fps * a->fps_den >= (int64_t)a->taken * a->fps_num)
+      a->dropped++;
     return REEL_OK;
   }
   int64_t pts_ms = (i * 1000 * a->fps_den + a->fps_num / 2) / a->fps_num;

@@ -21,6 +21,7 @@ typedef struct reel__av_owner {
   const reel_logger *log;
   const char *job_id;
   const char *module; /* "encoder", "decoder" */
+  int quiet;          /* while probing (NVENC): FFmpeg's errors and warnings become debug records */
 } reel__av_owner;
 
 /*

@@ -41,6 +41,7 @@ static void route(void *avcl, int level, const char *fmt, va_list vl) {
                       : level <= AV_LOG_WARNING ? REEL_LOG_WARN
                       : level <= AV_LOG_INFO    ? REEL_LOG_DEBUG
                                                 : REEL_LOG_TRACE;
+  if (o->quiet && lv > REEL_LOG_DEBUG) lv = REEL_LOG_DEBUG; /* an expected failure, reported by the caller */
   if (!reel_log_enabled(o->log, lv)) return;
   char msg[512];
   vsnprintf(msg, sizeof msg, fmt, vl);

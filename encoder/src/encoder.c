@@ -35,6 +35,8 @@
 #include "colour.h"
 #include "reel/alloc.h"
 #include "reel/clock.h"
+#include "hw.h"
+#include "reel/backend.h"
 #include "reel/encoder.h"
 #include "reel/image.h"
 
@@ -67,6 +69,7 @@ typedef struct codec_row {
   uint32_t mp4_tag;            /* sample entry in MP4; 0 = the muxer's default */
   int zero_bitrate_for_crf;    /* the encoder reads bit_rate > 0 as a cap on CRF: clear it */
   int chroma_loc_in_container; /* the bitstream cannot say "centre-sited": tell the container only */
+  const char *nvenc;           /* NVENC encoder for the codec (8-bit), or NULL */
 } codec_row;
 
 /* x264 and x265 share their preset names. */
@@ -99,7 +102,8 @@ static const codec_row codec_table[] = {
      .extra = x264_extra,
      .containers = MP4_ALL,
      .pix_fmts = PIX_ALL,
-     .min_size = 16},
+     .min_size = 16,
+     .nvenc = "h264_nvenc"},
     {.codec = REEL_CODEC_HEVC,
      .encoder = "libx265",
      .crf_min = 0,
@@ -112,7 +116,8 @@ static const codec_row codec_table[] = {
      .containers = MP4_ALL,
      .pix_fmts = PIX_ALL,
      .min_size = 16,
-     .mp4_tag = MKTAG('h', 'v', 'c', '1')},
+     .mp4_tag = MKTAG('h', 'v', 'c', '1'),
+     .nvenc = "hevc_nvenc"},
     /* SVT-AV1 refuses frames under 64 pixels on a side; crf 0 would mean "unset" to FFmpeg's wrapper. */
     {.codec = REEL_CODEC_AV1,
      .encoder = "libsvtav1",
@@ -126,7 +131,8 @@ static const codec_row codec_table[] = {
      .containers = MP4_ALL | CBIT(REEL_CONTAINER_WEBM),
      .pix_fmts = PIX_ALL,
      .min_size = 64,
-     .chroma_loc_in_container = 1},
+     .chroma_loc_in_container = 1,
+     .nvenc = "av1_nvenc"}, /* FFmpeg 6.0 on; 5.1 lacks it, so the probe finds nothing */
     /* libvpx reads a bit rate next to crf as a cap ("constrained quality"): plain CRF needs bit_rate 0. */
     {.codec = REEL_CODEC_VP9,
      .encoder = "libvpx-vp9",
@@ -211,6 +217,15 @@ struct reel_encoder {
   AVIOContext *pb;
   AVStream *st;
   AVCodecContext *cc;
+  const char *encoder_name; /* libavcodec encoder in use (the row's, or its NVENC one) */
+  int nvenc;                /* NVENC was chosen */
+  AVBufferRef *hw_frames;   /* CUDA frame pool NVENC reads from (push_tensor on a CUDA backend), or NULL */
+  AVFrame *hw_frame;
+  reel_backend *backend;  /* borrowed: where push_tensor's frames live */
+  reel_tensor yuv_dev[3]; /* Y, U, V staging planes on the backend (no frame pool) */
+  uint8_t *yuv_host;      /* their host copy */
+  reel_tensor rgb_dev;    /* contiguous f32 [1, 3, H, W] on the backend, for the poster and preview */
+  float *rgb_host;        /* its host copy */
   AVFrame *frame;
   AVPacket *pkt;
   uint8_t *rgb_tmp; /* float → 8-bit staging, width*height*3 */
@@ -493,7 +508,7 @@ static reel_status encode_frame(struct reel_encoder *e, int64_t t0, reel_error *
 
 /* Whether the side outputs want the frame about to be pushed. */
 static int side_wants(const struct reel_encoder *e) {
-  return e->anim || (e->poster_url && e->frames <= e->poster_index);
+  return reel_anim_wants_next(e->anim) || (e->poster_url && e->frames <= e->poster_index);
 }
 
 /* Hands the frame about to be encoded (8-bit RGB) to the poster and the preview. */
@@ -579,6 +594,8 @@ reel_status reel_encoder_push_rgbf(reel_encoder *e, const float *rgb, size_t str
       }
     }
     if ((st = side_frame(e, e->rgb_tmp, row, err))) goto fail;
+  } else {
+    reel_anim_skip(e->anim);
   }
   if (e->pix == REEL_PIX_YUV420P10) {
     /* Straight from float: 10 bits keep what a detour through 8-bit RGB would drop. */
@@ -601,6 +618,192 @@ reel_status reel_encoder_push_rgbf(reel_encoder *e, const float *rgb, size_t str
   return REEL_OK;
 fail:
   e->state = ENC_FAILED;
+  return st;
+}
+
+/* ---- frames on a compute backend ---- */
+
+/* rgb as [1, 3, H, W]: a [3, H, W] tensor gets a leading dim of 1. REEL_EINVAL naming "rgb" when it does not fit. */
+static reel_status frame_view(const struct reel_encoder *e, const reel_tensor *rgb, reel_tensor *v, reel_error *err) {
+  char shape[96];
+  if (!reel_dtype_is_float(rgb->dtype))
+    return reel_error_set(err, REEL_EINVAL, "rgb", "must be f32, f16 or bf16, got %s", reel_dtype_name(rgb->dtype));
+  *v = *rgb;
+  if (rgb->ndim == 3) {
+    v->ndim = 4;
+    for (int d = 3; d > 0; d--) {
+      v->shape[d] = rgb->shape[d - 1];
+      v->stride[d] = rgb->stride[d - 1];
+    }
+    v->shape[0] = 1;
+    v->stride[0] = 0;
+  }
+  if (v->ndim != 4 || v->shape[0] != 1 || v->shape[1] != 3 || v->shape[2] != e->height || v->shape[3] != e->width)
+    return reel_error_set(err, REEL_EINVAL, "rgb", "must be [3, %d, %d] or [1, 3, %d, %d], got %s", e->height, e->width,
+                          e->height, e->width, reel_tensor_shape_str(rgb, shape, sizeof shape));
+  return REEL_OK;
+}
+
+/* The frame as 8-bit interleaved RGB in e->rgb_tmp, for the poster and the preview. */
+static reel_status tensor_to_rgb8(struct reel_encoder *e, const reel_tensor *v, float lo, float hi, reel_error *err) {
+  size_t plane = (size_t)e->width * (size_t)e->height;
+  reel_status st;
+  if (!e->rgb_dev.buf) {
+    const int64_t shape[4] = {1, 3, e->height, e->width};
+    if ((st = reel_tensor_new(e->backend, REEL_F32, 4, shape, &e->rgb_dev, err))) return st;
+  }
+  if (!e->rgb_host && !(e->rgb_host = reel_malloc(plane * 3 * sizeof(float))))
+    return reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d frame", e->width, e->height);
+  if (!e->rgb_tmp && !(e->rgb_tmp = reel_malloc(plane * 3)))
+    return reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d frame", e->width, e->height);
+  if ((st = reel_op_copy(e->backend, v, &e->rgb_dev, err)) ||
+      (st = reel_tensor_download(&e->rgb_dev, e->rgb_host, plane * 3 * sizeof(float), err)))
+    return st;
+  const float scale = 255.0f / (hi - lo);
+  for (size_t i = 0; i < plane; i++)
+    for (int c = 0; c < 3; c++) {
+      float x = (e->rgb_host[(size_t)c * plane + i] - lo) * scale + 0.5f;
+      e->rgb_tmp[3 * i + c] = x >= 0.0f && x < 255.0f ? (uint8_t)x : x >= 255.0f ? 255 : 0; /* NaN to 0 */
+    }
+  return REEL_OK;
+}
+
+/* Converts on the backend into staging planes, downloads them and encodes from e->frame. */
+static reel_status encode_tensor_staged(struct reel_encoder *e, const reel_tensor *v, float lo, float hi,
+                                        reel_error *err) {
+  int64_t t0 = reel_now_ns();
+  reel_status st;
+  const int wide = e->pix == REEL_PIX_YUV420P10;
+  const size_t es = wide ? 2 : 1, w = (size_t)e->width, h = (size_t)e->height;
+  const size_t bytes[3] = {w * h * es, w / 2 * (h / 2) * es, w / 2 * (h / 2) * es};
+  if (!e->yuv_dev[0].buf) {
+    const int64_t ys[3] = {1, e->height, e->width}, cs[3] = {1, e->height / 2, e->width / 2};
+    for (int p = 0; p < 3; p++)
+      if ((st = reel_tensor_new(e->backend, wide ? REEL_U16 : REEL_U8, 3, p ? cs : ys, &e->yuv_dev[p], err))) return st;
+    if (!(e->yuv_host = reel_malloc(bytes[0] + bytes[1] + bytes[2])))
+      return reel_error_set(err, REEL_ENOMEM, "frame", "no memory for a %dx%d frame", e->width, e->height);
+  }
+  if ((st = reel_op_rgb_to_yuv420(e->backend, v, lo, hi, &e->yuv_dev[0], &e->yuv_dev[1], &e->yuv_dev[2], err)))
+    return st;
+  int r = av_frame_make_writable(e->frame);
+  if (r < 0) return reel__av_fail(err, "frame", r, "getting a frame buffer");
+  uint8_t *at = e->yuv_host;
+  for (int p = 0; p < 3; p++) {
+    if ((st = reel_tensor_download(&e->yuv_dev[p], at, bytes[p], err))) return st;
+    size_t rows = p ? h / 2 : h, row = (p ? w / 2 : w) * es;
+    for (size_t y = 0; y < rows; y++) memcpy(e->frame->data[p] + y * (size_t)e->frame->linesize[p], at + y * row, row);
+    at += bytes[p];
+  }
+  return encode_frame(e, t0, err);
+}
+
+/*
+ * NVENC with a CUDA frame pool: the conversion writes NV12 straight into a pool
+ * frame (Y plane; U and V interleaved in the second), which is then sent as is.
+ * The backend is synchronised before sending: the conversion is short next to
+ * the encode, and the frame is then complete whatever stream NVENC reads it on.
+ */
+static reel_status encode_tensor_hw(struct reel_encoder *e, const reel_tensor *v, float lo, float hi, reel_error *err) {
+  int64_t t0 = reel_now_ns();
+  AVFrame *f = e->hw_frame;
+  av_frame_unref(f);
+  int r = av_hwframe_get_buffer(e->hw_frames, f, 0);
+  if (r < 0) {
+    /* The fixed pool is empty while NVENC holds frames: take its output, then try again. */
+    reel_status st = drain(e, err);
+    if (st != REEL_OK) return st;
+    r = av_hwframe_get_buffer(e->hw_frames, f, 0);
+  }
+  if (r < 0) return reel__av_fail(err, "hw", r, "taking a frame from the CUDA frame pool");
+  reel_buffer *yb = NULL, *cb = NULL;
+  const int64_t h = e->height, w = e->width, ly = f->linesize[0], lc = f->linesize[1];
+  reel_status st = reel_buffer_wrap_device(e->backend, f->data[0], (size_t)(ly * h), &yb, err);
+  if (st == REEL_OK) st = reel_buffer_wrap_device(e->backend, f->data[1], (size_t)(lc * (h / 2)), &cb, err);
+  if (st == REEL_OK) {
+    const int64_t ys[3] = {1, h, w}, cs[3] = {1, h / 2, w / 2};
+    reel_tensor ty, tu, tv;
+    st = reel_tensor_init(&ty, REEL_U8, 3, ys, yb, 0, err);
+    if (st == REEL_OK) st = reel_tensor_init(&tu, REEL_U8, 3, cs, cb, 0, err);
+    if (st == REEL_OK) st = reel_tensor_init(&tv, REEL_U8, 3, cs, cb, 1, err);
+    if (st == REEL_OK) {
+      ty.stride[0] = ly * h;
+      ty.stride[1] = ly;
+      tu.stride[0] = tv.stride[0] = lc * (h / 2);
+      tu.stride[1] = tv.stride[1] = lc;
+      tu.stride[2] = tv.stride[2] = 2;
+      st = reel_op_rgb_to_yuv420(e->backend, v, lo, hi, &ty, &tu, &tv, err);
+    }
+    if (st == REEL_OK) st = reel_backend_synchronize(e->backend, err);
+  }
+  reel_buffer_destroy(&yb);
+  reel_buffer_destroy(&cb);
+  if (st != REEL_OK) return st;
+  f->color_primaries = AVCOL_PRI_BT709;
+  f->color_trc = AVCOL_TRC_BT709;
+  f->colorspace = AVCOL_SPC_BT709;
+  f->color_range = AVCOL_RANGE_MPEG;
+  f->chroma_location = AVCHROMA_LOC_CENTER;
+  f->pts = e->frames;
+  int64_t t1 = reel_now_ns();
+  e->convert_ns += t1 - t0;
+  st = enc_send(e, f, err);
+  e->encode_ns += reel_now_ns() - t1;
+  if (st == REEL_OK) e->frames++;
+  return st;
+}
+
+reel_status reel_encoder_push_tensor(reel_encoder *e, const reel_tensor *rgb, float lo, float hi, reel_error *err) {
+  if (!e) return reel_error_set(err, REEL_EINVAL, "encoder", "must not be NULL");
+  if (e->state != ENC_OPEN)
+    return reel_error_set(err, REEL_ESTATE, "encoder",
+                          e->state == ENC_FINISHED ? "already finished" : "a previous call failed");
+  if (!e->backend)
+    return reel_error_set(err, REEL_EINVAL, "backend", "the session has no backend (options.backend) for tensors");
+  if (!rgb || !rgb->buf) return reel_error_set(err, REEL_EINVAL, "rgb", "must be a tensor with a buffer");
+  if (reel_buffer_backend(rgb->buf) != e->backend)
+    return reel_error_set(err, REEL_EINVAL, "backend", "the tensor lives on %s, the session's backend is %s",
+                          reel_backend_name(reel_buffer_backend(rgb->buf)), reel_backend_name(e->backend));
+  if (!isfinite(lo) || !isfinite(hi) || !(lo < hi))
+    return reel_error_set(err, REEL_EINVAL, "lo", "need finite lo < hi, got %g and %g", lo, hi);
+  reel_tensor v;
+  reel_status st = frame_view(e, rgb, &v, err);
+  if (st != REEL_OK) return st;
+  if (side_wants(e)) {
+    st = tensor_to_rgb8(e, &v, lo, hi, err);
+    if (st == REEL_OK) st = side_frame(e, e->rgb_tmp, (size_t)e->width * 3, err);
+  } else {
+    reel_anim_skip(e->anim);
+  }
+  if (st == REEL_OK)
+    st = e->hw_frames ? encode_tensor_hw(e, &v, lo, hi, err) : encode_tensor_staged(e, &v, lo, hi, err);
+  if (st != REEL_OK) e->state = ENC_FAILED;
+  return st;
+}
+
+reel_status reel_encoder_push_cuda_rgbf(reel_encoder *e, const void *device_rgb, size_t pitch, reel_error *err) {
+  if (!e) return reel_error_set(err, REEL_EINVAL, "encoder", "must not be NULL");
+  if (!e->backend || reel_backend_get_kind(e->backend) != REEL_BACKEND_CUDA)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "backend", "device frames need a CUDA backend (options.backend)");
+  if (!device_rgb) return reel_error_set(err, REEL_EINVAL, "rgb", "must not be NULL");
+  if (pitch % 4 || pitch < (size_t)e->width * 12 || pitch > (size_t)1 << 32)
+    return reel_error_set(err, REEL_EINVAL, "pitch", "must be a multiple of 4 and at least %zu (width * 12), got %zu",
+                          (size_t)e->width * 12, pitch);
+  reel_buffer *buf = NULL;
+  reel_status st =
+      reel_buffer_wrap_device(e->backend, (void *)(uintptr_t)device_rgb, pitch * (size_t)e->height, &buf, err);
+  if (st != REEL_OK) return st;
+  /* Interleaved RGB rows as a [1, 3, H, W] view: channel stride 1, pixel stride 3. */
+  const int64_t shape[4] = {1, 3, e->height, e->width};
+  reel_tensor t;
+  st = reel_tensor_init(&t, REEL_F32, 4, shape, buf, 0, err);
+  if (st == REEL_OK) {
+    t.stride[0] = 0;
+    t.stride[1] = 1;
+    t.stride[2] = (int64_t)(pitch / 4);
+    t.stride[3] = 3;
+    st = reel_encoder_push_tensor(e, &t, 0.0f, 1.0f, err);
+  }
+  reel_buffer_destroy(&buf);
   return st;
 }
 
@@ -668,7 +871,8 @@ reel_status reel_encoder_finish(reel_encoder *e, reel_encoder_stats *stats, reel
     stats->packet_bytes = e->packet_bytes;
     stats->convert_seconds = (double)e->convert_ns / 1e9;
     stats->encode_seconds = (double)e->encode_ns / 1e9;
-    snprintf(stats->encoder, sizeof stats->encoder, "%s", e->codec->encoder);
+    snprintf(stats->encoder, sizeof stats->encoder, "%s", e->encoder_name);
+    stats->hw_frames = e->hw_frames != NULL;
     snprintf(stats->container, sizeof stats->container, "%s", e->container->name);
     snprintf(stats->pix_fmt, sizeof stats->pix_fmt, "%s", PIX_NAME(e->pix));
     stats->poster_frame = e->poster_url ? (int)e->poster_have : -1;
@@ -678,7 +882,7 @@ reel_status reel_encoder_finish(reel_encoder *e, reel_encoder_stats *stats, reel
   }
   reel_log(e->owner.log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoding finished",
            "frames=%lld packets=%lld bytes=%llu encoder=%s container=%s", (long long)e->frames, (long long)e->packets,
-           (unsigned long long)e->packet_bytes, e->codec->encoder, e->container->name);
+           (unsigned long long)e->packet_bytes, e->encoder_name, e->container->name);
   return REEL_OK;
 }
 
@@ -695,11 +899,168 @@ void reel_encoder_destroy(reel_encoder **ep) {
     avio_context_free(&e->pb);
   }
   reel_free(e->rgb_tmp);
+  av_frame_free(&e->hw_frame);
+  av_buffer_unref(&e->hw_frames);
+  for (int i = 0; i < 3; i++) reel_tensor_free(&e->yuv_dev[i]);
+  reel_tensor_free(&e->rgb_dev);
+  reel_free(e->yuv_host);
+  reel_free(e->rgb_host);
   reel_anim_destroy(&e->anim);
   reel_free(e->poster_url);
   reel_free(e->poster_rgb);
   reel_free(e->job_id);
   reel_free(e);
+}
+
+/* What every encoder of the session gets from the options. */
+static void configure(struct reel_encoder *e, const reel_encoder_options *o, AVCodecContext *c) {
+  c->opaque = &e->owner;
+  c->width = o->width;
+  c->height = o->height;
+  c->pix_fmt = av_pix_fmts[e->pix];
+  c->sample_aspect_ratio = (AVRational){1, 1};
+  c->time_base = (AVRational){o->fps_den, o->fps_num};
+  c->framerate = (AVRational){o->fps_num, o->fps_den};
+  c->gop_size = o->gop ? o->gop : (int)fmax(1.0, round(2.0 * o->fps_num / o->fps_den));
+  c->thread_count = o->threads;
+  c->color_primaries = AVCOL_PRI_BT709;
+  c->color_trc = AVCOL_TRC_BT709;
+  c->colorspace = AVCOL_SPC_BT709;
+  c->color_range = AVCOL_RANGE_MPEG;
+  c->chroma_sample_location = e->codec->chroma_loc_in_container ? AVCHROMA_LOC_UNSPECIFIED : AVCHROMA_LOC_CENTER;
+  if (e->fmt->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+}
+
+/* Opens c with opts (consumed); an option the encoder did not take is a bug in the tables. */
+static reel_status open_codec(AVCodecContext *c, const AVCodec *codec, AVDictionary **opts, reel_error *err) {
+  int r = avcodec_open2(c, codec, opts);
+  if (r < 0) {
+    char what[64];
+    snprintf(what, sizeof what, "opening %s", codec->name);
+    return reel__av_fail(err, "codec", r, what);
+  }
+  if (av_dict_count(*opts)) {
+    const AVDictionaryEntry *left = av_dict_get(*opts, "", NULL, AV_DICT_IGNORE_SUFFIX);
+    return reel_error_set(err, REEL_EINTERNAL, "codec", "%s does not know the option '%s'", codec->name,
+                          left ? left->key : "?");
+  }
+  return REEL_OK;
+}
+
+static reel_status open_software(struct reel_encoder *e, const reel_encoder_options *o, char *crf, size_t crf_size,
+                                 char *preset, size_t preset_size, reel_error *err) {
+  const AVCodec *codec = avcodec_find_encoder_by_name(e->codec->encoder);
+  if (!codec)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "codec", "encoder %s is not in this FFmpeg build", e->codec->encoder);
+  AVDictionary *copts = NULL;
+  reel_status st = REEL_OK;
+  e->cc = avcodec_alloc_context3(codec);
+  if (!e->cc) return reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+  AVCodecContext *c = e->cc;
+  configure(e, o, c);
+  snprintf(preset, preset_size, "%s", o->preset ? o->preset : e->codec->preset_default);
+  if (o->bitrate) {
+    c->bit_rate = (int64_t)o->bitrate * 1000;
+  } else {
+    snprintf(crf, crf_size, "%d", o->crf >= 0 ? o->crf : e->codec->crf_default);
+    if (e->codec->zero_bitrate_for_crf) c->bit_rate = 0;
+  }
+  int bad = av_dict_set(&copts, e->codec->preset_option, preset, 0) < 0 ||
+            (!o->bitrate && av_dict_set(&copts, "crf", crf, 0) < 0);
+  for (const av_opt *x = e->codec->extra; x->key && !bad; x++) bad = av_dict_set(&copts, x->key, x->value, 0) < 0;
+#if defined(__x86_64__) || defined(__i386__)
+  /*
+   * libx264's AVX-512 functions (x264 core 164, Debian 12) read memory they never
+   * initialised: identical frames then encode to different bytes from run to run
+   * (seen on 48x32 clips; MALLOC_PERTURB_ makes it repeatable). Its AVX2 code is
+   * clean, so on AVX-512 machines x264 is held to AVX2 (which they all have).
+   */
+  if (!bad && !strcmp(e->codec->encoder, "libx264") && __builtin_cpu_supports("avx512f"))
+    bad = av_dict_set(&copts, "x264-params", "asm=AVX2", 0) < 0;
+#endif
+  if (bad)
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+  else
+    st = open_codec(c, codec, &copts, err);
+  av_dict_free(&copts);
+  e->encoder_name = e->codec->encoder;
+  return st;
+}
+
+/*
+ * Tries the codec's NVENC encoder. REEL_OK with e->cc open when it works; REEL_OK
+ * with e->cc NULL and the reason in `why` when it does not (no such encoder, no
+ * driver, no NVENC on this GPU); an error only when memory runs out. The encoder
+ * takes CUDA frames from a pool on the backend's device when push_tensor frames
+ * come from a CUDA backend, host YUV frames otherwise.
+ */
+static reel_status try_nvenc(struct reel_encoder *e, const reel_encoder_options *o, char *why, size_t why_size,
+                             reel_error *err) {
+  const char *name = e->codec->nvenc;
+  if (!name) {
+    snprintf(why, why_size, "%s has no NVENC encoder", CODEC_NAME(e->codec->codec));
+    return REEL_OK;
+  }
+  if (e->pix != REEL_PIX_YUV420P) {
+    snprintf(why, why_size, "reel uses NVENC for 8-bit output only");
+    return REEL_OK;
+  }
+  const AVCodec *codec = avcodec_find_encoder_by_name(name);
+  if (!codec) {
+    snprintf(why, why_size, "this FFmpeg has no %s", name);
+    return REEL_OK;
+  }
+  if (!reel__cuda_driver_present()) {
+    snprintf(why, why_size, "no CUDA driver (libcuda.so.1)");
+    return REEL_OK;
+  }
+  AVCodecContext *c = avcodec_alloc_context3(codec);
+  AVDictionary *opts = NULL;
+  reel_status st = REEL_OK;
+  if (!c) return reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+  configure(e, o, c);
+  c->thread_count = 0;
+  if (e->backend && reel_backend_get_kind(e->backend) == REEL_BACKEND_CUDA) {
+    reel_error herr = {0};
+    if (reel__cuda_frames_for_backend(e->backend, e->width, e->height, REEL__HW_POOL_FRAMES, &e->hw_frames, &herr)) {
+      snprintf(why, why_size, "no CUDA frame pool on the backend's device: %.100s", herr.msg);
+      goto soft;
+    }
+    c->pix_fmt = AV_PIX_FMT_CUDA;
+    if (!(c->hw_frames_ctx = av_buffer_ref(e->hw_frames))) {
+      st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+      goto soft;
+    }
+  }
+  /* Constant quality ("cq" under VBR with no bit-rate target) stands in for crf; same scale, 1..51. */
+  char cq[16];
+  int q = o->crf >= 0 ? o->crf : e->codec->crf_default;
+  snprintf(cq, sizeof cq, "%d", q < 1 ? 1 : q > 51 ? 51 : q);
+  c->bit_rate = o->bitrate ? (int64_t)o->bitrate * 1000 : 0;
+  if (av_dict_set(&opts, "preset", reel__nvenc_preset(o->preset ? o->preset : e->codec->preset_default), 0) < 0 ||
+      av_dict_set(&opts, "rc", "vbr", 0) < 0 || (!o->bitrate && av_dict_set(&opts, "cq", cq, 0) < 0)) {
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto soft;
+  }
+  e->owner.quiet = 1; /* a machine without NVENC says so loudly; the reason goes to `why` instead */
+  int r = avcodec_open2(c, codec, &opts);
+  e->owner.quiet = 0;
+  if (r < 0) {
+    char text[AV_ERROR_MAX_STRING_SIZE];
+    av_strerror(r, text, sizeof text);
+    snprintf(why, why_size, "%s did not open: %s", name, text);
+    goto soft;
+  }
+  av_dict_free(&opts);
+  e->cc = c;
+  e->nvenc = 1;
+  e->encoder_name = name;
+  return REEL_OK;
+soft:
+  av_dict_free(&opts);
+  avcodec_free_context(&c);
+  av_buffer_unref(&e->hw_frames);
+  return st;
 }
 
 /* Poster and preview: the preview's output is opened now, so that a bad URL fails before any encoding. */
@@ -737,7 +1098,8 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   int seekable = reel_sink_seekable(sink);
   reel_status st = reel_encoder_check_options(o, seekable, err);
   if (st != REEL_OK) return st;
-  AVDictionary *copts = NULL, *mopts = NULL;
+  AVDictionary *mopts = NULL;
+  char crf[16] = "-", preset[16] = "-";
   int r;
   reel_encoder *e = reel_calloc(1, sizeof *e);
   if (!e) return reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
@@ -754,6 +1116,8 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   e->width = o->width;
   e->height = o->height;
   e->pix = o->pix_fmt;
+  e->backend = o->backend;
+  e->encoder_name = e->codec->encoder;
   e->sink = sink;
   e->seekable = seekable;
   e->wio.enc = e;
@@ -763,11 +1127,6 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
     e->wio.pos = e->sink_pos;
   }
 
-  const AVCodec *codec = avcodec_find_encoder_by_name(e->codec->encoder);
-  if (!codec) {
-    st = reel_error_set(err, REEL_EUNSUPPORTED, "codec", "encoder %s is not in this FFmpeg build", e->codec->encoder);
-    goto fail;
-  }
   r = avformat_alloc_output_context2(&e->fmt, NULL, e->container->muxer, NULL);
   if (r < 0 || !e->fmt) {
     st = reel__av_fail(err, "container", r < 0 ? r : AVERROR(ENOMEM), "creating the muxer");
@@ -788,70 +1147,26 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
   e->fmt->pb = e->pb;
 
   e->st = avformat_new_stream(e->fmt, NULL);
-  e->cc = avcodec_alloc_context3(codec);
   e->frame = av_frame_alloc();
   e->pkt = av_packet_alloc();
-  if (!e->st || !e->cc || !e->frame || !e->pkt) {
+  if (!e->st || !e->frame || !e->pkt) {
     st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
     goto fail;
   }
+  char why[160] = "";
+  if (o->hw != REEL_HW_OFF && (st = try_nvenc(e, o, why, sizeof why, err))) goto fail;
+  if (!e->cc && o->hw == REEL_HW_REQUIRE) {
+    st = reel_error_set(err, REEL_EUNSUPPORTED, "hw", "NVENC was required, but %s", why);
+    goto fail;
+  }
+  if (!e->cc && (st = open_software(e, o, crf, sizeof crf, preset, sizeof preset, err))) goto fail;
   AVCodecContext *c = e->cc;
-  c->opaque = &e->owner;
-  c->width = o->width;
-  c->height = o->height;
-  c->pix_fmt = av_pix_fmts[e->pix];
-  c->sample_aspect_ratio = (AVRational){1, 1};
-  c->time_base = (AVRational){o->fps_den, o->fps_num};
-  c->framerate = (AVRational){o->fps_num, o->fps_den};
-  c->gop_size = o->gop ? o->gop : (int)fmax(1.0, round(2.0 * o->fps_num / o->fps_den));
-  c->thread_count = o->threads;
-  c->color_primaries = AVCOL_PRI_BT709;
-  c->color_trc = AVCOL_TRC_BT709;
-  c->colorspace = AVCOL_SPC_BT709;
-  c->color_range = AVCOL_RANGE_MPEG;
-  c->chroma_sample_location = e->codec->chroma_loc_in_container ? AVCHROMA_LOC_UNSPECIFIED : AVCHROMA_LOC_CENTER;
-  if (e->fmt->oformat->flags & AVFMT_GLOBALHEADER) c->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-  char crf[16] = "", preset[16];
-  snprintf(preset, sizeof preset, "%s", o->preset ? o->preset : e->codec->preset_default);
-  if (o->bitrate) {
-    c->bit_rate = (int64_t)o->bitrate * 1000;
-  } else {
-    snprintf(crf, sizeof crf, "%d", o->crf >= 0 ? o->crf : e->codec->crf_default);
-    if (e->codec->zero_bitrate_for_crf) c->bit_rate = 0;
-  }
-  int bad =
-      av_dict_set(&copts, e->codec->preset_option, preset, 0) < 0 || (crf[0] && av_dict_set(&copts, "crf", crf, 0) < 0);
-  for (const av_opt *x = e->codec->extra; x->key && !bad; x++) bad = av_dict_set(&copts, x->key, x->value, 0) < 0;
-  if (bad) {
-    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
-    goto fail;
-  }
-#if defined(__x86_64__) || defined(__i386__)
-  /*
-   * libx264's AVX-512 functions (x264 core 164, Debian 12) read memory they never
-   * initialised: identical frames then encode to different bytes from run to run
-   * (seen on 48x32 clips; MALLOC_PERTURB_ makes it repeatable). Its AVX2 code is
-   * clean, so on AVX-512 machines x264 is held to AVX2 (which they all have).
-   */
-  if (!strcmp(e->codec->encoder, "libx264") && __builtin_cpu_supports("avx512f") &&
-      av_dict_set(&copts, "x264-params", "asm=AVX2", 0) < 0) {
-    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
-    goto fail;
-  }
-#endif
-  r = avcodec_open2(c, codec, &copts);
-  if (r < 0) {
-    char what[64];
-    snprintf(what, sizeof what, "opening %s", e->codec->encoder);
-    st = reel__av_fail(err, "codec", r, what);
-    goto fail;
-  }
-  if (av_dict_count(copts)) {
-    const AVDictionaryEntry *left = av_dict_get(copts, "", NULL, AV_DICT_IGNORE_SUFFIX);
-    st = reel_error_set(err, REEL_EINTERNAL, "codec", "%s does not know the option '%s'", e->codec->encoder,
-                        left ? left->key : "?");
-    goto fail;
-  }
+  /* Quotes in the reason would end the quoted field early. */
+  for (char *q = why; *q; q++)
+    if (*q == '"') *q = '\'';
+  reel_log(o->log, REEL_LOG_INFO, "encoder", e->job_id, "encoder chosen",
+           "encoder=%s hw_frames=%d why_not_nvenc=\"%s\"", e->encoder_name, e->hw_frames != NULL,
+           why[0] ? why : (e->nvenc ? "-" : "hw=off"));
   r = avcodec_parameters_from_context(e->st->codecpar, c);
   if (r < 0) {
     st = reel__av_fail(err, "codec", r, "copying codec parameters");
@@ -873,7 +1188,7 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
     goto fail;
   }
 
-  e->frame->format = c->pix_fmt;
+  e->frame->format = av_pix_fmts[e->pix]; /* host frames: also what NVENC takes without a frame pool */
   e->frame->width = o->width;
   e->frame->height = o->height;
   e->frame->color_primaries = c->color_primaries;
@@ -886,17 +1201,19 @@ reel_status reel_encoder_open(const reel_encoder_options *o, reel_sink *sink, re
     st = reel__av_fail(err, "frame", r, "allocating a frame");
     goto fail;
   }
+  if (e->hw_frames && !(e->hw_frame = av_frame_alloc())) {
+    st = reel_error_set(err, REEL_ENOMEM, "encoder", "out of memory");
+    goto fail;
+  }
   if ((st = open_side_outputs(e, o, err))) goto fail;
-  av_dict_free(&copts);
   av_dict_free(&mopts);
   reel_log(o->log, REEL_LOG_DEBUG, "encoder", e->job_id, "encoder opened",
            "encoder=%s container=%s width=%d height=%d fps=%d/%d pix_fmt=%s crf=%s bitrate=%d preset=%s gop=%d url=%s",
-           e->codec->encoder, e->container->name, o->width, o->height, o->fps_num, o->fps_den, PIX_NAME(e->pix),
-           crf[0] ? crf : "-", o->bitrate, preset, c->gop_size, reel_sink_url(sink));
+           e->encoder_name, e->container->name, o->width, o->height, o->fps_num, o->fps_den, PIX_NAME(e->pix), crf,
+           o->bitrate, preset, c->gop_size, reel_sink_url(sink));
   *out = e;
   return REEL_OK;
 fail:
-  av_dict_free(&copts);
   av_dict_free(&mopts);
   reel_encoder_destroy(&e);
   return st;

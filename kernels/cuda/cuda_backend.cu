@@ -170,6 +170,12 @@ static reel_status cuda_init(reel_backend *b, reel__cuda *c, int device, reel_er
   return reel__cuda_attention_init(b, err);
 }
 
+extern "C" void reel__cuda_info(const reel_backend *b, int *device, void **stream) {
+  const reel__cuda *c = (const reel__cuda *)b->impl;
+  *device = c->device;
+  *stream = (void *)c->stream;
+}
+
 extern "C" reel_backend *reel__cuda_backend_new(int device, reel_error *err) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);

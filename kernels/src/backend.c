@@ -112,6 +112,43 @@ reel_status reel_buffer_wrap_host(reel_backend *b, void *host, size_t size, int 
   return REEL_OK;
 }
 
+reel_status reel_buffer_wrap_device(reel_backend *b, void *device_ptr, size_t size, reel_buffer **out,
+                                    reel_error *err) {
+  if (!out) return reel_error_set(err, REEL_EINVAL, "buffer", "NULL output");
+  *out = NULL;
+  if (!b) return reel_error_set(err, REEL_EINVAL, "backend", "NULL backend");
+  if (b->kind == REEL_BACKEND_CPU)
+    return reel_error_set(err, REEL_EUNSUPPORTED, "buffer", "backend %s has no device memory to wrap", b->name);
+  if (!device_ptr && size) return reel_error_set(err, REEL_EINVAL, "device_ptr", "NULL memory of %zu bytes", size);
+  reel_buffer *buf = reel_calloc(1, sizeof *buf);
+  if (!buf) return reel_error_set(err, REEL_ENOMEM, "buffer", "out of memory for the buffer descriptor");
+  buf->backend = b;
+  buf->data = device_ptr;
+  buf->size = size;
+  buf->flags = REEL__BUF_WRAPPED;
+  b->live_buffers++;
+  *out = buf;
+  return REEL_OK;
+}
+
+reel_status reel_backend_cuda_info(const reel_backend *b, int *device, void **stream, reel_error *err) {
+  if (!b) return reel_error_set(err, REEL_EINVAL, "backend", "NULL backend");
+#ifdef REEL_HAVE_CUDA
+  if (b->kind == REEL_BACKEND_CUDA) {
+    int d = 0;
+    void *s = NULL;
+    reel__cuda_info(b, &d, &s);
+    if (device) *device = d;
+    if (stream) *stream = s;
+    return REEL_OK;
+  }
+#else
+  (void)device;
+  (void)stream;
+#endif
+  return reel_error_set(err, REEL_EUNSUPPORTED, "backend", "%s is not a CUDA backend", b->name);
+}
+
 void reel_buffer_destroy(reel_buffer **bufp) {
   if (!bufp || !*bufp) return;
   reel_buffer *buf = *bufp;

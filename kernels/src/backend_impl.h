@@ -124,6 +124,8 @@ void reel__backend_set_path(reel_backend *b, const char *path);
 reel_backend *reel__cpu_backend_new(int threads, reel_error *err);
 #ifdef REEL_HAVE_CUDA
 reel_backend *reel__cuda_backend_new(int device, reel_error *err);
+/* The device index and cudaStream_t of a CUDA backend (reel_backend_cuda_info). */
+void reel__cuda_info(const reel_backend *b, int *device, void **stream);
 #endif
 
 /*

@@ -367,6 +367,8 @@ static void encoder_options(const reel_jobspec *spec, const reel_generate_result
   eo->preview_anim = spec->preview_anim;
   eo->expected_frames = res->frames;
   eo->side_sink_opts = o ? o->sink_opts : NULL;
+  /* --backend cpu keeps the whole job off the GPU, the encoder included. */
+  eo->hw = spec->backend == REEL_BACKEND_CPU ? REEL_HW_OFF : REEL_HW_AUTO;
 }
 
 reel_status reel__clip_open(reel__gen *g, reel_sink *sink, reel__clip **out, reel_error *err) {

@@ -9,6 +9,13 @@
  * through a reel_sink as it is produced. A seekable sink gets a regular MP4 with
  * the index moved to the front (faststart); a streaming sink gets fragmented MP4.
  *
+ * NVENC: with hw = REEL_HW_AUTO (the default) H.264 and HEVC go to h264_nvenc /
+ * hevc_nvenc when this FFmpeg has them, a CUDA driver is present and the
+ * encoder opens on the GPU (8-bit output; NVENC's p1..p7 from the preset's
+ * speed, its constant-quality level from crf); otherwise the software encoder
+ * below runs, and the choice is logged. H100/H200/A100 have no NVENC: there the
+ * software encoder is the path, fed from the GPU by reel_encoder_push_tensor.
+ *
  *   codec  encoder      crf (default)  presets (default)                containers
  *   h264   libx264      0..51 (23)     ultrafast..placebo (medium)      mp4 fmp4 mkv
  *   hevc   libx265      0..51 (28)     ultrafast..placebo (medium)      mp4 fmp4 mkv   (tagged hvc1 in MP4)
@@ -46,10 +53,20 @@ extern "C" {
 
 typedef struct reel_encoder reel_encoder;
 
+struct reel_backend; /* reel/backend.h */
+struct reel_tensor;  /* reel/tensor.h */
+
 /* Pixel format of the encoded video (both 4:2:0, BT.709 limited range). */
 typedef enum { REEL_PIX_YUV420P = 0, REEL_PIX_YUV420P10 } reel_pix_fmt;
 /* "yuv420p", "yuv420p10le" (FFmpeg's names), indexed by reel_pix_fmt, NULL-terminated. */
 extern const char *const reel_pix_fmt_names[];
+
+/* Hardware encoding (NVENC). */
+typedef enum {
+  REEL_HW_AUTO = 0, /* NVENC when it can be opened, else the software encoder */
+  REEL_HW_OFF,      /* software only */
+  REEL_HW_REQUIRE   /* NVENC or REEL_EUNSUPPORTED naming "hw" (with the reason) */
+} reel_encoder_hw;
 
 typedef struct reel_encoder_options {
   reel_codec codec;         /* REEL_CODEC_H264 (default), _HEVC, _AV1, _VP9; see the table above */
@@ -62,6 +79,14 @@ typedef struct reel_encoder_options {
   int gop;                  /* frames between keyframes; 0 = about 2 seconds */
   reel_pix_fmt pix_fmt;     /* REEL_PIX_YUV420P (default) or REEL_PIX_YUV420P10 */
   int threads;              /* encoder threads; 0 = automatic */
+  reel_encoder_hw hw;       /* REEL_HW_AUTO (default), _OFF or _REQUIRE */
+  /*
+   * The backend whose tensors reel_encoder_push_tensor takes (frames stay on a
+   * CUDA device until they are converted there; with NVENC they never leave it);
+   * NULL = host frames only. Borrowed: it must outlive the session, and the
+   * session uses it from the caller's thread only.
+   */
+  struct reel_backend *backend;
   const reel_logger *log;   /* may be NULL; borrowed */
   const char *job_id;       /* for log records; may be NULL; borrowed */
   /* Side outputs, written by reel_encoder_finish (see reel/image.h). */
@@ -82,7 +107,8 @@ typedef struct reel_encoder_stats {
   uint64_t packet_bytes;  /* compressed video bytes (without container overhead) */
   double convert_seconds; /* time in colour conversion */
   double encode_seconds;  /* time in the encoder and muxer, flush and trailer included */
-  char encoder[32];       /* libavcodec encoder used ("libx264") */
+  char encoder[32];       /* libavcodec encoder used ("libx264", "h264_nvenc") */
+  int hw_frames;          /* NVENC took its frames from the GPU (a CUDA frame pool) */
   char container[16];     /* container written ("mp4", "fmp4", "mkv", "webm") */
   char pix_fmt[16];       /* "yuv420p", "yuv420p10le" */
   int poster_frame;       /* frame the poster shows; -1 when none was asked for */
@@ -123,6 +149,29 @@ reel_status reel_encoder_push_rgb(reel_encoder *enc, const uint8_t *rgb, size_t 
  * REEL_ENONFINITE naming the frame and pixel.
  */
 reel_status reel_encoder_push_rgbf(reel_encoder *enc, const float *rgb, size_t stride, reel_error *err);
+
+/*
+ * Encodes one frame held by options.backend: rgb is [3, H, W] or [1, 3, H, W]
+ * float (f32, f16 or bf16) with any strides (a frame of a [B, 3, F, H, W] VAE
+ * output is a view), H and W the session's; a value c maps to (c - lo) / (hi - lo)
+ * clamped to [0, 1] (NaN to 0). The colour conversion runs on the backend
+ * (reel_op_rgb_to_yuv420, same samples as the host path within 1); with NVENC on
+ * a CUDA backend it writes straight into a frame of the encoder's CUDA frame
+ * pool, otherwise the YUV planes are downloaded for the encoder. Errors name
+ * "backend" (none set, or the tensor lives elsewhere) or "rgb" (shape, dtype).
+ */
+reel_status reel_encoder_push_tensor(reel_encoder *enc, const struct reel_tensor *rgb, float lo, float hi,
+                                     reel_error *err);
+
+/*
+ * As reel_encoder_push_tensor for a frame in raw CUDA device memory on
+ * options.backend's device (which must be a CUDA backend): interleaved f32 RGB in
+ * [0, 1], `pitch` bytes per row (a multiple of 4, >= width * 12). The frame must
+ * be complete when this is called (its producer's stream synchronised with the
+ * backend's). `device_rgb` is a CUdeviceptr / cudaMalloc'd address as void *, so
+ * that no CUDA header is needed here. REEL_EUNSUPPORTED without a CUDA backend.
+ */
+reel_status reel_encoder_push_cuda_rgbf(reel_encoder *enc, const void *device_rgb, size_t pitch, reel_error *err);
 
 /*
  * Flushes the encoder and writes the trailer, then writes and commits the

@@ -85,6 +85,14 @@ reel_status reel_anim_push_rgb(reel_anim *a, const uint8_t *rgb, size_t stride, 
 /* Encodes the preview and commits it; *res (may be NULL) describes the object. Needs one frame at least. */
 reel_status reel_anim_finish(reel_anim *a, reel_sink_result *res /* OUT: */, reel_error *err);
 
+/*
+ * Nonzero when the next frame offered would be taken; a caller that has to
+ * prepare frames (download them from a GPU) calls reel_anim_skip() for the others.
+ */
+int reel_anim_wants_next(const reel_anim *a);
+/* Counts the next source frame as offered without giving it (only when reel_anim_wants_next() is 0). */
+void reel_anim_skip(reel_anim *a);
+
 /* Preview frames taken so far. */
 int reel_anim_frames(const reel_anim *a);
 

@@ -109,6 +109,15 @@ size_t reel_backend_scratch_bytes(const reel_backend *b);
  */
 void reel_backend_memory(reel_backend *b, size_t *live, size_t *peak);
 
+/*
+ * For sharing a CUDA backend's device with another CUDA user (FFmpeg's NVENC
+ * encoder): its device index and the stream its ops are queued on (a
+ * cudaStream_t, as an opaque pointer; the backend keeps owning it). Either
+ * out-parameter may be NULL. REEL_EUNSUPPORTED for other backends.
+ */
+reel_status reel_backend_cuda_info(const reel_backend *b, int *device /* OUT: */, void **stream /* OUT: */,
+                                   reel_error *err);
+
 /* Waits until every queued op and copy has finished. CPU: returns at once. */
 reel_status reel_backend_synchronize(reel_backend *b, reel_error *err);
 
@@ -129,6 +138,16 @@ reel_status reel_buffer_new(reel_backend *b, size_t size, reel_buffer **out /* O
  */
 reel_status reel_buffer_wrap_host(reel_backend *b, void *host, size_t size, int read_only,
                                   reel_buffer **out /* OUT: */, reel_error *err);
+
+/*
+ * Wraps device memory the caller owns as a buffer of a device backend, without
+ * copying: e.g. a frame of FFmpeg's CUDA frame pool that an op should write into
+ * (the encoder's NVENC path). `device_ptr` is an address on the backend's device
+ * (a CUdeviceptr / cudaMalloc'd pointer as void *); the memory must outlive the
+ * buffer and is not freed by it. Host-memory backends (CPU): REEL_EUNSUPPORTED.
+ */
+reel_status reel_buffer_wrap_device(reel_backend *b, void *device_ptr, size_t size, reel_buffer **out /* OUT: */,
+                                    reel_error *err);
 
 /* Frees the buffer (not wrapped host memory) and nulls *buf; accepts NULL and NULL *buf. */
 void reel_buffer_destroy(reel_buffer **buf);
