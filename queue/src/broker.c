@@ -1283,6 +1283,7 @@ void reel_broker_get_stats(const reel_broker *b, reel_broker_stats *s) {
   s->finished = b->nfinished;
   s->running = b->njobs - s->queued - s->finished;
   s->workers = b->nworkers;
+  s->messages_total = b->messages_total;
   s->accepted_total = b->accepted_total;
   s->dispatched_total = b->dispatched_total;
   s->finished_total = b->finished_total;
@@ -1396,6 +1397,7 @@ reel_status reel_broker_poll(reel_broker *b, int timeout_ms, reel_error *err) {
     for (int i = 0; i < MAX_BATCH; i++) {
       reel_wire_msg m;
       if (reel_wire_recv(b->router, &m, ZMQ_DONTWAIT) != 0) break;
+      b->messages_total++;
       handle(b, &m);
       reel_wire_close(&m);
     }

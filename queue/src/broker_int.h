@@ -125,7 +125,7 @@ struct reel_broker {
   int64_t next_scan, next_positions;
   uint64_t snapshot_bytes; /* journal size after the last compaction (or open) */
   /* Counters. */
-  uint64_t accepted_total, dispatched_total, finished_total, requeued_total, compactions;
+  uint64_t messages_total, accepted_total, dispatched_total, finished_total, requeued_total, compactions;
   uint64_t replayed_records, replay_truncated;
 };
 

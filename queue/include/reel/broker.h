@@ -90,6 +90,7 @@ const char *reel_broker_id(const reel_broker *b);
 
 typedef struct reel_broker_stats {
   size_t jobs, queued, running, finished, workers;
+  uint64_t messages_total; /* messages received from peers */
   uint64_t accepted_total, dispatched_total, finished_total, requeued_total;
   uint64_t journal_bytes, journal_commits, compactions;
   uint64_t replayed_records, replay_truncated_bytes;
