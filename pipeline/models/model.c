@@ -178,6 +178,20 @@ static reel_status missing(const reel_model *m, const char *component, reel_erro
                         component);
 }
 
+reel_status reel_model_set_option(reel_model *m, const char *key, const char *value, reel_error *err) {
+  if (!m || !key || !value) return reel_error_set(err, REEL_EINVAL, "option", "NULL argument");
+  if (!m->family->set_option)
+    return reel_error_set(err, REEL_ENOTFOUND, key, "the %s model has no run-time settings", m->family->name);
+  return m->family->set_option(m->impl, key, value, err);
+}
+
+reel_status reel_model_get_option(const reel_model *m, const char *key, char *buf, size_t size, reel_error *err) {
+  if (!m || !key || !buf || !size) return reel_error_set(err, REEL_EINVAL, "option", "NULL argument");
+  if (!m->family->get_option)
+    return reel_error_set(err, REEL_ENOTFOUND, key, "the %s model has no run-time settings", m->family->name);
+  return m->family->get_option(m->impl, key, buf, size, err);
+}
+
 reel_status reel_model_encode_prompt(reel_model *m, const char *prompt, reel_tensor_arena *arena, reel_tensor *embeds,
                                      reel_error *err) {
   if (!m || !prompt || !arena || !embeds) return reel_error_set(err, REEL_EINVAL, "prompt", "NULL argument");

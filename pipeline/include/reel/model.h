@@ -98,6 +98,10 @@ typedef struct reel_model_family {
   reel_status (*denoise_prepared)(void *impl, const reel_tensor *latents, const float *timesteps,
                                   const reel_tensor *prepared, reel_tensor_arena *arena, reel_tensor *out,
                                   reel_error *err);
+  /* Optional: a run-time setting by name (see reel_model_set_option); REEL_ENOTFOUND for unknown keys. */
+  reel_status (*set_option)(void *impl, const char *key, const char *value, reel_error *err);
+  /* Optional: the current value of a setting, into buf; REEL_ENOTFOUND for unknown keys. */
+  reel_status (*get_option)(void *impl, const char *key, char *buf, size_t size, reel_error *err);
 } reel_model_family;
 
 /* The Wan2.1 text-to-video family (diffusers layout: transformer/, text_encoder/, tokenizer/, vae/). */
@@ -127,6 +131,19 @@ reel_backend *reel_model_backend(const reel_model *m);
 const char *reel_model_dir(const reel_model *m);
 /* Bytes of the weight files (*.safetensors) in the model folder and its component folders. */
 uint64_t reel_model_weight_bytes(const reel_model *m);
+
+/*
+ * Run-time settings of a loaded model, between jobs (never while one runs), for
+ * benchmarks and configuration search (`reel bench`, `reel tune`). Keys a family
+ * may know: "activations" = "f32" | "bf16" (the dtype of the denoiser's token
+ * activations; Wan2.1: bf16 needs bf16 matrices and a backend whose matmul takes
+ * bf16 inputs, i.e. CUDA). REEL_ENOTFOUND naming the key when the family has no
+ * such setting, REEL_EUNSUPPORTED when this model or backend cannot take the
+ * value (err says why), REEL_EINVAL for a malformed value.
+ */
+reel_status reel_model_set_option(reel_model *m, const char *key, const char *value, reel_error *err);
+/* The current value of a setting (as reel_model_set_option takes it) into buf. Errors as above. */
+reel_status reel_model_get_option(const reel_model *m, const char *key, char *buf, size_t size, reel_error *err);
 
 /*
  * Private scratch (outside the caller's arenas) that reel_model_encode_prompt

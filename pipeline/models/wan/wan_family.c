@@ -298,6 +298,27 @@ static reel_status wan_decode_stream(void *impl, const reel_tensor *latents, ree
   return st;
 }
 
+/* "activations": the transformer's token activation dtype (f32, or bf16 where the backend and matrices allow). */
+static reel_status wan_set_option(void *impl, const char *key, const char *value, reel_error *err) {
+  wan_impl *w = impl;
+  if (strcmp(key, "activations") != 0) return reel_error_set(err, REEL_ENOTFOUND, key, "unknown wan2.1 setting");
+  reel_dtype dt;
+  if (strcmp(value, "f32") == 0)
+    dt = REEL_F32;
+  else if (strcmp(value, "bf16") == 0)
+    dt = REEL_BF16;
+  else
+    return reel_error_set(err, REEL_EINVAL, "activations", "must be f32 or bf16, got \"%.40s\"", value);
+  return reel_wan_transformer_set_activations(w->tr, dt, err);
+}
+
+static reel_status wan_get_option(void *impl, const char *key, char *buf, size_t size, reel_error *err) {
+  wan_impl *w = impl;
+  if (strcmp(key, "activations") != 0) return reel_error_set(err, REEL_ENOTFOUND, key, "unknown wan2.1 setting");
+  snprintf(buf, size, "%s", reel_dtype_name(reel_wan_transformer_activations(w->tr)));
+  return REEL_OK;
+}
+
 const reel_model_family reel_model_family_wan21 = {
     .name = "wan2.1",
     .probe = wan_probe,
@@ -312,4 +333,6 @@ const reel_model_family reel_model_family_wan21 = {
     .prepare_context_arena_bytes = wan_prepare_context_arena_bytes,
     .prepare_context = wan_prepare_context,
     .denoise_prepared = wan_denoise_prepared,
+    .set_option = wan_set_option,
+    .get_option = wan_get_option,
 };
