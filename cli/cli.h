@@ -18,5 +18,8 @@ int cmd_jobs(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+/* Benchmarks (cli/cmd_bench.c, cli/cmd_tune.c; the machinery in cli/bench.h). */
+int cmd_bench(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 #endif

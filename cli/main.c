@@ -39,6 +39,8 @@ static const verb verbs[] = {
     {"batch", cmd_batch, "run a prompt list through the queue, resumable with a manifest"},
     {"keygen", cmd_keygen, "write a CURVE key pair for queue auth"},
 #endif
+    {"bench", cmd_bench, "measure throughput, latency and cost (generate, ops, queue)"},
+    {"tune", cmd_tune, "search threads, GEMM path and activations for a job on this machine"},
     {"version", cmd_version, "print the version"},
 };
 
