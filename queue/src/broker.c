@@ -53,6 +53,28 @@ void reel_broker_options_init(reel_broker_options *o) {
 
 /* ---- outbox ----------------------------------------------------------------------------------- */
 
+/* As brk_send with a payload frame (copied). */
+static reel_status brk_send_payload(reel_broker *b, const brk_peer *to, reel_proto_command cmd, json_t *header,
+                                    const void *payload, size_t len) {
+  void *copy = NULL;
+  if (payload && len) {
+    copy = reel_malloc(len);
+    if (!copy) {
+      if (header) json_decref(header);
+      return REEL_ENOMEM;
+    }
+    memcpy(copy, payload, len);
+  }
+  reel_status st = brk_send(b, to, cmd, header);
+  if (st != REEL_OK) {
+    reel_free(copy);
+    return st;
+  }
+  b->out[b->nout - 1].payload = copy;
+  b->out[b->nout - 1].payload_len = copy ? len : 0;
+  return REEL_OK;
+}
+
 reel_status brk_send(reel_broker *b, const brk_peer *to, reel_proto_command cmd, json_t *header) {
   if (!header) return REEL_ENOMEM;
   size_t len = 0;
@@ -74,6 +96,8 @@ reel_status brk_send(reel_broker *b, const brk_peer *to, reel_proto_command cmd,
   o->cmd = cmd;
   o->hdr = s;
   o->hdr_len = len;
+  o->payload = NULL;
+  o->payload_len = 0;
   return REEL_OK;
 }
 
@@ -85,11 +109,12 @@ static void flush_outbox(reel_broker *b) {
   for (size_t i = 0; i < b->nout; i++) {
     brk_out *o = &b->out[i];
     if (reel_wire_send_raw(b->router, o->peer.rid, o->peer.len, reel_proto_command_name(o->cmd), o->hdr, o->hdr_len,
-                           NULL, 0, ZMQ_DONTWAIT) != 0 &&
+                           o->payload, o->payload_len, ZMQ_DONTWAIT) != 0 &&
         reel_log_enabled(b->log, REEL_LOG_DEBUG))
       reel_log(b->log, REEL_LOG_DEBUG, "broker", NULL, "message not delivered", "command=%s reason=\"%s\"",
                reel_proto_command_name(o->cmd), zmq_strerror(errno));
     free(o->hdr);
+    reel_free(o->payload);
   }
   b->nout = 0;
 }
@@ -126,12 +151,24 @@ void brk_event_state(reel_broker *b, brk_job *j) {
 void brk_event_progress(reel_broker *b, brk_job *j) {
   j->progress_dirty = 0;
   j->progress_sent = brk_mono(b);
-  if (!j->progress || j->nfollowers == 0) return;
+  if (!j->progress || j->nfollowers == 0) {
+    brk_job_drop_preview(j);
+    return;
+  }
   json_t *ev = json_deep_copy(j->progress);
   if (!ev) return;
   json_object_set_new(ev, "event", json_string("progress"));
   json_object_set_new(ev, "job_id", json_string(j->id));
-  send_followers(b, j, ev);
+  if (!j->preview) {
+    send_followers(b, j, ev);
+    return;
+  }
+  /* The preview image travels once, as the payload frame of this event. */
+  json_object_set_new(ev, "preview", json_pack("{s:s, s:I}", "format", "png", "bytes", (json_int_t)j->preview_len));
+  for (int i = 0; i < j->nfollowers; i++)
+    brk_send_payload(b, &j->followers[i], REEL_CMD_EVENT, json_incref(ev), j->preview, j->preview_len);
+  json_decref(ev);
+  brk_job_drop_preview(j);
 }
 
 /* ---- workers ---------------------------------------------------------------------------------- */
@@ -764,6 +801,16 @@ static void on_progress(reel_broker *b, req_ctx *c, brk_worker *w) {
   if (j->progress) json_decref(j->progress);
   j->progress = p;
   j->progress_dirty = 1;
+  if (c->msg->has_payload && c->msg->payload_size > 0) {
+    /* A preview image (PNG): kept until forwarded with the next progress event; a newer one replaces it. */
+    void *copy = reel_malloc(c->msg->payload_size);
+    if (copy) {
+      memcpy(copy, c->msg->payload, c->msg->payload_size);
+      brk_job_drop_preview(j);
+      j->preview = copy;
+      j->preview_len = c->msg->payload_size;
+    }
+  }
   if (brk_mono(b) - j->progress_sent >= PROGRESS_INTERVAL_MS) brk_event_progress(b, j);
 }
 
@@ -1250,7 +1297,10 @@ void reel_broker_destroy(reel_broker **bp) {
   } else if (b->router) {
     flush_outbox(b);
   }
-  for (size_t i = 0; i < b->nout; i++) free(b->out[i].hdr);
+  for (size_t i = 0; i < b->nout; i++) {
+    free(b->out[i].hdr);
+    reel_free(b->out[i].payload);
+  }
   reel_free(b->out);
   if (b->router) zmq_close(b->router);
   if (b->zap) zmq_close(b->zap);

@@ -48,6 +48,8 @@ typedef struct brk_job {
   json_t *progress;      /* last progress object */
   int progress_dirty;    /* not yet forwarded */
   int64_t progress_sent; /* mono */
+  void *preview;         /* preview image of the last progress not yet forwarded (reel_malloc'd) */
+  size_t preview_len;
   json_t *outputs, *error, *timings, *history;
   int seed_set;
   uint64_t seed;
@@ -84,6 +86,8 @@ typedef struct brk_out {
   reel_proto_command cmd;
   char *hdr; /* from json_dumps: free() */
   size_t hdr_len;
+  void *payload; /* reel_malloc'd copy or NULL */
+  size_t payload_len;
 } brk_out;
 
 typedef struct brk_key {
@@ -179,5 +183,7 @@ void brk_worker_detach(brk_worker *w, brk_job *j);
 reel_status brk_send(reel_broker *b, const brk_peer *to, reel_proto_command cmd, json_t *header /* stolen */);
 void brk_event_state(reel_broker *b, brk_job *j);
 void brk_event_progress(reel_broker *b, brk_job *j);
+/* Forgets a job's pending preview image. */
+void brk_job_drop_preview(brk_job *j);
 
 #endif

@@ -103,11 +103,18 @@ brk_job *brk_job_find_idem(const reel_broker *b, const reel_sched_tenant *t, con
   return NULL;
 }
 
+void brk_job_drop_preview(brk_job *j) {
+  reel_free(j->preview);
+  j->preview = NULL;
+  j->preview_len = 0;
+}
+
 void brk_job_free(reel_broker *b, brk_job *j) {
   (void)b;
   if (!j) return;
   if (j->spec) json_decref(j->spec);
   if (j->progress) json_decref(j->progress);
+  brk_job_drop_preview(j);
   if (j->outputs) json_decref(j->outputs);
   if (j->error) json_decref(j->error);
   if (j->timings) json_decref(j->timings);
@@ -263,6 +270,7 @@ static void clear_running(reel_broker *b, brk_job *j) {
   if (j->progress) json_decref(j->progress);
   j->progress = NULL;
   j->progress_dirty = 0;
+  brk_job_drop_preview(j);
   (void)b;
 }
 

@@ -49,6 +49,8 @@ struct reel_client {
   size_t nfollowed, capfollowed;
   reel_client_event_fn handler;
   void *handler_ud;
+  reel_client_preview_fn preview;
+  void *preview_ud;
   /* reel_client_wait's target. */
   const char *wait_id;
   reel_client_event_fn wait_fn;
@@ -203,7 +205,7 @@ static void reconnect(reel_client *c) {
 
 /* ---- incoming --------------------------------------------------------------------------------- */
 
-static void deliver_event(reel_client *c, const json_t *ev) {
+static void deliver_event(reel_client *c, const json_t *ev, const void *payload, size_t payload_len) {
   const char *id = json_string_value(json_object_get(ev, "job_id"));
   const char *kind = json_string_value(json_object_get(ev, "event"));
   const char *state = json_string_value(json_object_get(ev, "state"));
@@ -220,6 +222,7 @@ static void deliver_event(reel_client *c, const json_t *ev) {
     }
   }
   if (c->handler) c->handler(c->handler_ud, ev);
+  if (c->preview && payload && payload_len) c->preview(c->preview_ud, ev, payload, payload_len);
   if (terminal) follow_remove(c, id);
 }
 
@@ -242,7 +245,7 @@ static int handle_incoming(reel_client *c, reel_wire_msg *m, int64_t want, reel_
   json_t *req = json_object_get(h, "req");
   int done = 0;
   if (msg.cmd == REEL_CMD_EVENT) {
-    deliver_event(c, h);
+    deliver_event(c, h, msg.has_payload ? msg.payload : NULL, msg.has_payload ? msg.payload_size : 0);
   } else if (msg.cmd == REEL_CMD_PONG) {
     const char *id = json_string_value(json_object_get(h, "broker"));
     json_t *hb = json_object_get(h, "heartbeat_ms"), *lv = json_object_get(h, "liveness");
@@ -269,7 +272,7 @@ static int handle_incoming(reel_client *c, reel_wire_msg *m, int64_t want, reel_
       json_t *ev = json_pack("{s:s, s:s, s:s, s:O}", "event", "state", "job_id",
                              json_string_value(json_object_get(job, "id")), "state", state, "job", job);
       if (ev) {
-        deliver_event(c, ev);
+        deliver_event(c, ev, NULL, 0);
         json_decref(ev);
       }
     } else if (msg.cmd == REEL_CMD_ERROR) {
@@ -414,6 +417,11 @@ void reel_client_destroy(reel_client **cp) {
 void reel_client_set_event_handler(reel_client *c, reel_client_event_fn fn, void *ud) {
   c->handler = fn;
   c->handler_ud = ud;
+}
+
+void reel_client_set_preview_handler(reel_client *c, reel_client_preview_fn fn, void *ud) {
+  c->preview = fn;
+  c->preview_ud = ud;
 }
 
 const char *reel_client_broker_id(const reel_client *c) { return c->broker_id; }

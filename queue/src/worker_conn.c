@@ -33,6 +33,8 @@
 typedef struct wc_node {
   reel_worker_job job;
   char *progress; /* pending PROGRESS header (owned, from json_dumps) */
+  void *preview;  /* pending PROGRESS payload (reel_malloc'd) or NULL */
+  size_t preview_len;
   int64_t progress_sent;
   struct wc_node *next;  /* registry */
   struct wc_node *rnext; /* ready queue */
@@ -49,9 +51,10 @@ typedef struct wc_result {
 } wc_result;
 
 struct reel_worker_conn {
-  /* Immutable after new. */
+  /* Immutable after new (capacity: guarded by mu, see reel_worker_conn_set_capacity). */
   char *endpoint, *name;
   int capacity;
+  int credit_dirty; /* mu: a CREDIT is to be sent */
   json_t *caps;
   int curve;
   unsigned char server_key[32], public_key[32], secret_key[32];
@@ -144,7 +147,11 @@ static json_t *running_list(reel_worker_conn *w) {
 
 static void send_ready(reel_worker_conn *w) {
   json_t *running = running_list(w);
-  json_t *h = json_pack("{s:s, s:i, s:o}", "worker", w->name, "capacity", w->capacity, "running",
+  pthread_mutex_lock(&w->mu);
+  int capacity = w->capacity;
+  w->credit_dirty = 0; /* READY carries it */
+  pthread_mutex_unlock(&w->mu);
+  json_t *h = json_pack("{s:s, s:i, s:o}", "worker", w->name, "capacity", capacity, "running",
                         running ? running : json_array());
   if (h && w->caps) json_object_set(h, "capabilities", w->caps);
   send_json(w, REEL_CMD_READY, h);
@@ -394,19 +401,28 @@ static void handle_incoming(reel_worker_conn *w, reel_wire_msg *m) {
 static void flush_progress(reel_worker_conn *w, int64_t now) {
   if (!w->welcomed) return;
   char *todo[128];
+  void *pay[128];
+  size_t plen[128];
   int k = 0;
   pthread_mutex_lock(&w->mu);
   for (wc_node *n = w->jobs; n && k < 128; n = n->next) {
     if (n->progress && now - n->progress_sent >= PROGRESS_INTERVAL_MS) {
-      todo[k++] = n->progress;
+      todo[k] = n->progress;
+      pay[k] = n->preview;
+      plen[k++] = n->preview_len;
       n->progress = NULL;
+      n->preview = NULL;
+      n->preview_len = 0;
       n->progress_sent = now;
     }
   }
   pthread_mutex_unlock(&w->mu);
   for (int i = 0; i < k; i++) {
-    send_raw(w, "PROGRESS", todo[i], strlen(todo[i]));
+    if (w->sock && reel_wire_send_raw(w->sock, NULL, 0, "PROGRESS", todo[i], strlen(todo[i]), pay[i], plen[i],
+                                      ZMQ_DONTWAIT) == 0)
+      w->last_send = reel_now_ms();
     free(todo[i]);
+    reel_free(pay[i]);
   }
 }
 
@@ -458,6 +474,13 @@ static void *io_main(void *arg) {
       }
     }
     flush_progress(w, now);
+    if (w->welcomed) {
+      pthread_mutex_lock(&w->mu);
+      int dirty = w->credit_dirty, capacity = w->capacity;
+      w->credit_dirty = 0;
+      pthread_mutex_unlock(&w->mu);
+      if (dirty) send_json(w, REEL_CMD_CREDIT, json_pack("{s:i}", "capacity", capacity));
+    }
     count_unacked(w);
     int64_t t = PROGRESS_INTERVAL_MS;
     if (w->sock && w->last_send + w->heartbeat_ms - now < t) t = w->last_send + w->heartbeat_ms - now;
@@ -492,6 +515,7 @@ static void free_node(wc_node *n) {
   if (n->job.spec_json) json_decref(n->job.spec_json);
   reel_jobspec_fini(&n->job.spec);
   free(n->progress);
+  reel_free(n->preview);
   reel_free(n);
 }
 
@@ -629,6 +653,12 @@ static wc_node *node_of(reel_worker_job *job) { return (wc_node *)((char *)job -
 
 reel_status reel_worker_conn_progress(reel_worker_conn *w, reel_worker_job *job, const char *stage, int step, int steps,
                                       double fraction, int64_t eta_ms) {
+  return reel_worker_conn_progress_payload(w, job, stage, step, steps, fraction, eta_ms, NULL, 0);
+}
+
+reel_status reel_worker_conn_progress_payload(reel_worker_conn *w, reel_worker_job *job, const char *stage, int step,
+                                              int steps, double fraction, int64_t eta_ms, const void *payload,
+                                              size_t len) {
   if (__atomic_load_n(&job->canceled, __ATOMIC_ACQUIRE)) return REEL_ECANCELED;
   if (fraction < 0 || fraction != fraction) fraction = 0;
   if (fraction > 1) fraction = 1;
@@ -640,10 +670,24 @@ reel_status reel_worker_conn_progress(reel_worker_conn *w, reel_worker_job *job,
   char *s = reel_proto_header_dump(h, NULL);
   json_decref(h);
   if (!s) return REEL_ENOMEM;
+  void *copy = NULL;
+  if (payload && len) {
+    copy = reel_malloc(len);
+    if (!copy) {
+      free(s);
+      return REEL_ENOMEM;
+    }
+    memcpy(copy, payload, len);
+  }
   wc_node *n = node_of(job);
   pthread_mutex_lock(&w->mu);
   free(n->progress);
   n->progress = s;
+  if (copy) {
+    reel_free(n->preview);
+    n->preview = copy;
+    n->preview_len = len;
+  }
   int due = reel_now_ms() - n->progress_sent >= PROGRESS_INTERVAL_MS;
   pthread_mutex_unlock(&w->mu);
   if (due) poke(w);
@@ -705,6 +749,17 @@ reel_status reel_worker_conn_finish(reel_worker_conn *w, reel_worker_job **jobp,
   poke(w);
   free_node(n);
   *jobp = NULL;
+  return REEL_OK;
+}
+
+reel_status reel_worker_conn_set_capacity(reel_worker_conn *w, int capacity) {
+  if (!w || capacity < 1 || capacity > 64) return REEL_ERANGE;
+  pthread_mutex_lock(&w->mu);
+  int changed = w->capacity != capacity;
+  w->capacity = capacity;
+  if (changed) w->credit_dirty = 1;
+  pthread_mutex_unlock(&w->mu);
+  if (changed) poke(w);
   return REEL_OK;
 }
 

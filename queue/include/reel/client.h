@@ -55,6 +55,13 @@ void reel_client_destroy(reel_client **c);
 /* Called for every EVENT (header object, borrowed for the call) that arrives while the client waits. */
 typedef void (*reel_client_event_fn)(void *ud, const json_t *event);
 void reel_client_set_event_handler(reel_client *c, reel_client_event_fn fn, void *ud);
+/*
+ * Called for every progress EVENT that carries a preview image (payload frame;
+ * the header's "preview" says its format), after the event handler: `payload`
+ * is `len` bytes, borrowed for the call.
+ */
+typedef void (*reel_client_preview_fn)(void *ud, const json_t *event, const void *payload, size_t len);
+void reel_client_set_preview_handler(reel_client *c, reel_client_preview_fn fn, void *ud);
 
 /*
  * Sends one request and waits for its reply. `header` is borrowed (a "req" and,

@@ -82,6 +82,16 @@ reel_status reel_worker_conn_progress(reel_worker_conn *w, reel_worker_job *job,
                                       double fraction, int64_t eta_ms);
 
 /*
+ * As reel_worker_conn_progress with a preview image (PNG bytes, copied; at most
+ * the broker's max_payload_bytes) as the PROGRESS payload frame. When a report
+ * is replaced before it was sent, its preview is carried over unless the new
+ * one has its own. payload may be NULL (len 0).
+ */
+reel_status reel_worker_conn_progress_payload(reel_worker_conn *w, reel_worker_job *job, const char *stage, int step,
+                                              int steps, double fraction, int64_t eta_ms, const void *payload,
+                                              size_t len);
+
+/*
  * Reports the end of a job and releases it (*job becomes NULL). state is
  * REEL_JOB_SUCCEEDED (outputs: array of {url, bytes, content_type}), REEL_JOB_FAILED
  * (err: the failure; retry nonzero for a transient one) or REEL_JOB_CANCELED.
@@ -91,6 +101,13 @@ reel_status reel_worker_conn_progress(reel_worker_conn *w, reel_worker_job *job,
 reel_status reel_worker_conn_finish(reel_worker_conn *w, reel_worker_job **job, int state, const json_t *outputs,
                                     const reel_error *failure, int retry, const json_t *timings, int seed_set,
                                     uint64_t seed);
+
+/*
+ * Changes how many jobs the broker may lease to this worker at once (1..64):
+ * sent as CREDIT (and in READY after a reconnect). Jobs already leased stay.
+ * ERANGE for a bad value.
+ */
+reel_status reel_worker_conn_set_capacity(reel_worker_conn *w, int capacity);
 
 typedef struct reel_worker_conn_stats {
   int connected; /* WELCOME received on the current connection */
