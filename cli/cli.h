@@ -11,6 +11,7 @@ int cmd_preview(int argc, char **argv);
 /* Queue verbs (built with REEL_WITH_ZMQ): cmd_broker.c, cmd_worker.c, cmd_queue.c, cmd_batch.c. */
 int cmd_broker(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);

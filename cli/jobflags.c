@@ -33,6 +33,7 @@ const struct option reel_jobflags_options[] = {
     {"poster", required_argument, NULL, REEL_JF_POSTER},
     {"poster-frame", required_argument, NULL, REEL_JF_POSTER_FRAME},
     {"preview-anim", required_argument, NULL, REEL_JF_PREVIEW_ANIM},
+    {"preview-every", required_argument, NULL, REEL_JF_PREVIEW_EVERY},
 };
 const size_t reel_jobflags_count = sizeof reel_jobflags_options / sizeof reel_jobflags_options[0];
 
@@ -69,6 +70,7 @@ static const struct {
     {"job.poster", "--poster"},
     {"job.poster_frame", "--poster-frame"},
     {"job.preview_anim", "--preview-anim"},
+    {"job.preview_every", "--preview-every"},
     {"job.prompt", "PROMPT"},
 };
 
@@ -259,6 +261,14 @@ int reel_jobflags_apply(int opt, const char *arg, reel_jobspec *spec, reel_error
       if (!arg[0])
         return bad(err, REEL_EINVAL, "--preview-anim", "must be a file path or URL, got an empty string%s", "");
       return set_string("--preview-anim", arg, 1024, &spec->preview_anim, err);
+    case REEL_JF_PREVIEW_EVERY:
+      if (parse_long(arg, 0, 1000, &v)) {
+        reel_error_set(err, REEL_ERANGE, "--preview-every", "must be an integer in 0..1000 (0 = off), got '%.40s'",
+                       arg);
+        return -1;
+      }
+      spec->preview_every = (int)v;
+      return 1;
     case REEL_JF_BACKEND:
       e = (int)spec->backend;
       if (set_enum("--backend", reel_backend_names, arg, &e, err) < 0) return -1;
@@ -306,7 +316,8 @@ void reel_jobflags_usage(FILE *f) {
           "  --poster FILE      also write a poster image (.png, .jpg) of one frame\n"
           "  --poster-frame K   the poster's frame, 0..%d (default: the middle frame)\n"
           "  --preview-anim FILE\n"
-          "                     also write a small looping preview (.webp, .gif; 320 px wide, 6 fps)\n",
+          "                     also write a small looping preview (.webp, .gif; 320 px wide, 6 fps)\n"
+          "  --preview-every N  progress previews: a low-resolution frame every N denoising steps (0 = off)\n",
           lim.max_width, lim.max_height, lim.max_frames, lim.max_fps, lim.max_steps, samplers, codecs, containers,
           backends, lim.max_frames - 1);
 }

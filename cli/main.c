@@ -31,6 +31,7 @@ static const verb verbs[] = {
 #ifdef REEL_HAVE_QUEUE
     {"broker", cmd_broker, "run the job queue broker"},
     {"worker", cmd_worker, "run jobs from a broker"},
+    {"serve", cmd_serve, "a broker and local workers in one process (single machine)"},
     {"submit", cmd_submit, "submit a job to the broker (--wait follows it)"},
     {"status", cmd_status, "show a job's state, attempts, timings and outputs"},
     {"cancel", cmd_cancel, "cancel a queued or running job"},

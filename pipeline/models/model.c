@@ -172,6 +172,7 @@ const reel_model_family *reel_model_get_family(const reel_model *m) { return m ?
 reel_backend *reel_model_backend(const reel_model *m) { return m ? m->b : NULL; }
 const char *reel_model_dir(const reel_model *m) { return m ? m->dir : NULL; }
 uint64_t reel_model_weight_bytes(const reel_model *m) { return m ? m->weight_bytes : 0; }
+uint64_t reel_model_folder_weight_bytes(const char *dir) { return dir ? weight_bytes(dir, 1) : 0; }
 
 static reel_status missing(const reel_model *m, const char *component, reel_error *err) {
   return reel_error_set(err, REEL_EUNSUPPORTED, component, "the %s model in this build has no %s", m->family->name,

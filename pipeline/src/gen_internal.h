@@ -66,6 +66,8 @@ int reel__gen_progress(reel__gen *g, const char *stage, int frames_done, int ste
 /* A backend for a job: AUTO = CUDA when built and a device is present, else CPU. Errors name job.backend. */
 reel_status reel__gen_open_backend(reel_backend_kind kind, int threads, reel_backend **out /* OUT: */,
                                    reel_error *err);
+/* A seed for a job that has none: random. */
+uint64_t reel__pick_seed(void);
 /* The process's peak resident set (VmHWM), bytes; 0 when unknown. */
 uint64_t reel__peak_rss_bytes(void);
 

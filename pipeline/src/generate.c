@@ -47,7 +47,7 @@
 const char *reel_default_model(void) { return REEL_DEFAULT_MODEL; }
 
 /* A seed when the spec has none: random, reported in the result. */
-static uint64_t pick_seed(void) {
+uint64_t reel__pick_seed(void) {
   uint64_t s;
   if (getrandom(&s, sizeof s, GRND_NONBLOCK) == (ssize_t)sizeof s) return s;
   s = (uint64_t)reel_now_ns() ^ ((uint64_t)getpid() << 40);
@@ -920,7 +920,7 @@ reel_status reel_generate_to_sink(const reel_jobspec *spec, reel_sink **sinkp, c
   reel__clip *clip = NULL;
   reel_status st;
   if ((st = reel__gen_resolve(&g, err))) goto fail;
-  if (!spec->seed_set) res->seed = pick_seed();
+  if (!spec->seed_set) res->seed = reel__pick_seed();
   if (g.is_model) {
     m = opts->model;
     if (!m) {

@@ -131,6 +131,8 @@ reel_backend *reel_model_backend(const reel_model *m);
 const char *reel_model_dir(const reel_model *m);
 /* Bytes of the weight files (*.safetensors) in the model folder and its component folders. */
 uint64_t reel_model_weight_bytes(const reel_model *m);
+/* The same for a folder that is not open (0 when it cannot be read). */
+uint64_t reel_model_folder_weight_bytes(const char *dir);
 
 /*
  * Run-time settings of a loaded model, between jobs (never while one runs), for
