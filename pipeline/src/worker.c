@@ -21,9 +21,11 @@
  */
 #include "reel/worker.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "frames.h"
 #include "gen_internal.h"
@@ -134,6 +136,33 @@ static int valid_key(const char *k) {
   for (const char *p = k; p; p = strchr(p, '/') ? strchr(p, '/') + 1 : NULL)
     if (!strncmp(p, "..", 2) && (p[2] == '/' || p[2] == '\0')) return 0;
   return 1;
+}
+
+/*
+ * For a local storage root, creates the folders a key's URL needs below the
+ * root (keys may have '/'; the key was validated: no "..", relative).
+ */
+static reel_status make_key_dirs(const reel_worker *w, const char *url, reel_error *err) {
+  const char *root = w->storage;
+  const char *local = !strncmp(root, "file://", 7) ? root + 7 : strstr(root, "://") ? NULL : root;
+  if (!local) return REEL_OK; /* object storage has no folders */
+  size_t rl = strlen(root);
+  if (strncmp(url, root, rl) != 0 || url[rl] != '/') return REEL_OK;
+  char path[2048];
+  if (!strncmp(local, "localhost/", 10)) local += 9;
+  snprintf(path, sizeof path, "%s%s", local, url + rl);
+  size_t start = strlen(local) + 1;
+  for (char *p = path + start; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+      reel_status st = reel_error_set(err, REEL_ESTORAGE, "storage", "cannot create %.300s: %s", path, strerror(errno));
+      *p = '/';
+      return st;
+    }
+    *p = '/';
+  }
+  return REEL_OK;
 }
 
 /* ---- progress ------------------------------------------------------------------------------- */
@@ -376,6 +405,11 @@ static void enc_end(wjob *j, reel_status render_st, const reel_error *render_err
                                 (json_int_t)j->res.bytes, "content_type", j->content_type, "sha256", j->res.sha256,
                                 "frames", j->res.frames, "width", j->res.width, "height", j->res.height, "fps",
                                 j->res.fps);
+    if (outputs && j->res.poster_url[0])
+      json_array_append_new(outputs, json_pack("{s:s, s:s, s:i}", "url", j->res.poster_url, "kind", "poster", "frame",
+                                               j->res.poster_frame));
+    if (outputs && j->res.preview_url[0])
+      json_array_append_new(outputs, json_pack("{s:s, s:s}", "url", j->res.preview_url, "kind", "preview"));
     finish(j, REEL_JOB_SUCCEEDED, outputs, NULL);
     if (outputs) json_decref(outputs);
     return;
@@ -564,6 +598,25 @@ static void run_job(reel_worker *w, reel_worker_job *job) {
     return;
   }
   j->content_type = reel_container_content_type(j->spec.container);
+  /* Side outputs (poster, animated preview) are keys under the storage root too, never paths of this machine. */
+  char **side[2] = {&j->spec.poster, &j->spec.preview_anim};
+  static const char *const side_field[2] = {"job.poster", "job.preview_anim"};
+  for (int k = 0; k < 2; k++) {
+    if (!*side[k]) continue;
+    if (!valid_key(*side[k])) {
+      st = reel_error_set(&err, REEL_EINVAL, side_field[k],
+                          "must be a relative key under the worker's storage (no scheme, no leading '/', no '..')");
+      fail_early(j, st, &err);
+      return;
+    }
+    char url[2048];
+    snprintf(url, sizeof url, "%s/%s", w->storage, *side[k]);
+    if (reel_jobspec_set_str(side[k], url) != REEL_OK) {
+      reel_error_set(&err, REEL_ENOMEM, "job", "out of memory");
+      fail_early(j, REEL_ENOMEM, &err);
+      return;
+    }
+  }
   if (j->spec.output) {
     if (!valid_key(j->spec.output)) {
       st = reel_error_set(&err, REEL_EINVAL, "job.output",
@@ -574,6 +627,13 @@ static void run_job(reel_worker *w, reel_worker_job *job) {
     snprintf(j->url, sizeof j->url, "%s/%s", w->storage, j->spec.output);
   } else {
     snprintf(j->url, sizeof j->url, "%s/%s%s", w->storage, job->id, reel_container_extension(j->spec.container));
+  }
+  const char *urls[3] = {j->url, j->spec.poster, j->spec.preview_anim};
+  for (int k = 0; k < 3; k++) {
+    if (urls[k] && (st = make_key_dirs(w, urls[k], &err))) {
+      fail_early(j, st, &err);
+      return;
+    }
   }
   reel_log(w->log, REEL_LOG_INFO, "worker", job->id, "job started", "attempt=%d model=%s url=%s", job->attempt,
            j->spec.model, j->url);

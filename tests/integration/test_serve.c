@@ -215,6 +215,30 @@ static void test_failures_leave_the_worker_serving(void **state) {
                 "\"steps\":3}",
                 "ENONFINITE", "denoise");
 
+  /* Side outputs are storage keys, never paths of the worker's machine. */
+  expect_failed(f,
+                "{\"prompt\":\"x\",\"model\":\"tiny-wan\",\"width\":48,\"height\":32,\"frames\":5,\"steps\":2,"
+                "\"poster\":\"/tmp/evil.png\"}",
+                "EINVAL", "job.poster");
+  {
+    char *pid = NULL;
+    json_t *job = run(f,
+                      "{\"prompt\":\"x\",\"model\":\"tiny-wan\",\"width\":48,\"height\":32,\"frames\":5,"
+                      "\"steps\":2,\"poster\":\"posters/p.png\"}",
+                      &pid);
+    if (strcmp(qe_state(job), "succeeded") != 0)
+      fail_msg("poster job: %s %s %s", qe_state(job), error_code(job),
+               json_string_value(json_object_get(json_object_get(job, "error"), "message")));
+    const json_t *poster = json_array_get(json_object_get(job, "outputs"), 1);
+    char url[800];
+    snprintf(url, sizeof url, "file://%s/posters/p.png", f->e.storage);
+    assert_string_equal(json_string_value(json_object_get(poster, "url")), url);
+    struct stat sb;
+    assert_int_equal(stat(url + 7, &sb), 0);
+    json_decref(job);
+    free(pid);
+  }
+
   /* Still serving: the same job again gives the same bytes. */
   json_t *again = run(f, GOOD, &id);
   check_good(f, again, id);
