@@ -28,6 +28,7 @@ const struct option worker_flag_options[] = {
     {"max-frames", required_argument, NULL, WF_MAX_FRAMES},
     {"preview-size", required_argument, NULL, WF_PREVIEW_SIZE},
     {"max-jobs", required_argument, NULL, WF_MAX_JOBS},
+    {"capacity", required_argument, NULL, WF_CAPACITY},
 };
 const size_t worker_flag_count = sizeof worker_flag_options / sizeof worker_flag_options[0];
 
@@ -169,6 +170,10 @@ int worker_flags_apply(reel_worker_options *o, int opt, const char *arg, const c
       if (int_flag(verb, "--preview-size", arg, 16, 1024, &v)) return -1;
       o->preview_size = (int)v;
       return 1;
+    case WF_CAPACITY:
+      if (int_flag(verb, "--capacity", arg, 1, REEL_WORKER_MAX_LANES, &v)) return -1;
+      o->lanes = (int)v;
+      return 1;
     case WF_MAX_JOBS:
       if (int_flag(verb, "--max-jobs", arg, 0, 1L << 40, &v)) return -1;
       o->max_jobs = v;
@@ -232,6 +237,8 @@ void worker_flags_usage(FILE *f) {
           "  --threads N         CPU compute threads, 0..1024 (0 = the CPUs this process may use)\n"
           "  --memory-budget SZ  models cached + the running job's scratch stay within SZ (4G, 512M);\n"
           "                      a job that cannot fit fails with ENOMEM; default unlimited\n"
+          "  --capacity N        jobs rendered at once, 1..16 (default 1); each has its own threads,\n"
+          "                      model cache, --threads/N and --memory-budget/N\n"
           "  --no-overlap        encode and upload each clip before rendering the next (default: the\n"
           "                      next job renders while the last one is encoded and uploaded)\n"
           "  --queue-mb N        frames waiting for the encoder, at most N MiB (default 64)\n"

@@ -2,7 +2,7 @@
 /*
  * The flags of a model-serving worker, shared by `reel worker` and `reel serve`:
  * --model (repeatable), --storage, --backend, --threads, --memory-budget,
- * --no-overlap, --queue-mb, --region, --label, --max-width/--max-height/
+ * --capacity, --no-overlap, --queue-mb, --region, --label, --max-width/--max-height/
  * --max-frames, --preview-size, --max-jobs. A verb appends worker_flag_options
  * to its getopt table and hands each result to worker_flags_apply(), then calls
  * worker_flags_finish() to check and complete the options.
@@ -31,6 +31,7 @@ enum {
   WF_MAX_FRAMES,
   WF_PREVIEW_SIZE,
   WF_MAX_JOBS,
+  WF_CAPACITY,
   WF_END
 };
 

@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -41,8 +42,11 @@
 
 /* ---- one job ------------------------------------------------------------------------------ */
 
+typedef struct lane lane;
+
 typedef struct wjob {
   reel_worker *w;
+  lane *lane;           /* the render/encode pair running it */
   reel_worker_job *job; /* the connector's; finished exactly once */
   reel_jobspec spec;    /* the job's spec, model filled in */
   reel_generate_options go;
@@ -83,25 +87,43 @@ typedef struct item {
   struct item *next;
 } item;
 
+/*
+ * A lane renders one job at a time (its render thread, its model cache on its
+ * own backend) and encodes and uploads the previous one (its encode thread).
+ * A worker has `lanes` of them sharing one connection to the broker.
+ */
+struct lane {
+  reel_worker *w;
+  int index;
+  reel__model_cache *cache; /* used by the lane's render thread only */
+  /* the hand-over queue */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  item *head, *tail;
+  size_t queued_bytes;
+  int enc_started, render_started;
+  pthread_t enc_thread, render_thread;
+  /* guarded by the worker's mu */
+  int encoding;                      /* jobs rendered and not yet finished by the encode side */
+  int credit;                        /* jobs the broker may lease to this lane: 1, or 2 while encoding */
+  reel__model_cache_stats cache_stats;
+};
+
 struct reel_worker {
   reel_worker_options o;
   char storage[1024];
   char *models_dirs[REEL_WORKER_MAX_MODELS]; /* resolved folders (NULL for builtin) */
   reel_worker_conn *conn;
-  reel__model_cache *cache;
   const reel_logger *log;
-  int stop; /* atomic */
-  /* queue */
+  int stop;  /* atomic */
+  long taken; /* atomic: jobs taken (for max_jobs) */
+  size_t cap_bytes;
+  lane *lanes;
+  int nlanes;
+  /* mu: stats, the lanes' credit */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
-  item *head, *tail;
-  size_t queued_bytes, cap_bytes;
-  int encoding; /* mu: jobs rendered and not yet finished by the encode side */
-  int credit;   /* mu: the capacity last asked of the broker */
-  int enc_started;
-  pthread_t enc_thread;
-  /* stats (mu) */
   reel_worker_stats stats;
+  int credit; /* the capacity last asked of the broker */
 };
 
 void reel_worker_options_init(reel_worker_options *o) { memset(o, 0, sizeof *o); }
@@ -322,10 +344,13 @@ static void count(reel_worker *w, int state) {
  * rendering meanwhile). Called with `delta` = +1 when a job's render ends
  * (overlap) and -1 when its encode side ends.
  */
-static void adjust_credit(reel_worker *w, int delta) {
+static void adjust_credit(lane *l, int delta) {
+  reel_worker *w = l->w;
   pthread_mutex_lock(&w->mu);
-  w->encoding += delta;
-  int want = w->o.no_overlap || w->encoding <= 0 ? 1 : 2;
+  l->encoding += delta;
+  l->credit = w->o.no_overlap || l->encoding <= 0 ? 1 : 2;
+  int want = 0;
+  for (int i = 0; i < w->nlanes; i++) want += w->lanes[i].credit;
   int change = want != w->credit;
   w->credit = want;
   pthread_mutex_unlock(&w->mu);
@@ -422,34 +447,35 @@ static void enc_end(wjob *j, reel_status render_st, const reel_error *render_err
 /* ---- the queue -------------------------------------------------------------------------------- */
 
 /* Appends an item; frames wait while the queue holds cap_bytes (unless it is empty). */
-static reel_status enqueue(reel_worker *w, item *it) {
-  pthread_mutex_lock(&w->mu);
+static reel_status enqueue(lane *l, item *it) {
+  const size_t cap = l->w->cap_bytes;
+  pthread_mutex_lock(&l->mu);
   if (it->kind == IT_FRAME) {
-    while (w->queued_bytes > 0 && w->queued_bytes + it->bytes > w->cap_bytes &&
+    while (l->queued_bytes > 0 && l->queued_bytes + it->bytes > cap &&
            !__atomic_load_n(&it->j->stop, __ATOMIC_ACQUIRE) && !job_canceled(it->j))
-      pthread_cond_wait(&w->cv, &w->mu);
-    w->queued_bytes += it->bytes;
+      pthread_cond_wait(&l->cv, &l->mu);
+    l->queued_bytes += it->bytes;
   }
   it->next = NULL;
-  if (w->tail)
-    w->tail->next = it;
+  if (l->tail)
+    l->tail->next = it;
   else
-    w->head = it;
-  w->tail = it;
-  pthread_cond_broadcast(&w->cv);
-  pthread_mutex_unlock(&w->mu);
+    l->head = it;
+  l->tail = it;
+  pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
   return REEL_OK;
 }
 
 static void *encode_main(void *arg) {
-  reel_worker *w = arg;
+  lane *l = arg;
   for (;;) {
-    pthread_mutex_lock(&w->mu);
-    while (!w->head) pthread_cond_wait(&w->cv, &w->mu);
-    item *it = w->head;
-    w->head = it->next;
-    if (!w->head) w->tail = NULL;
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_lock(&l->mu);
+    while (!l->head) pthread_cond_wait(&l->cv, &l->mu);
+    item *it = l->head;
+    l->head = it->next;
+    if (!l->head) l->tail = NULL;
+    pthread_mutex_unlock(&l->mu);
     item_kind kind = it->kind;
     switch (kind) {
       case IT_BEGIN:
@@ -460,16 +486,16 @@ static void *encode_main(void *arg) {
         break;
       case IT_END:
         enc_end(it->j, it->st, &it->err);
-        adjust_credit(w, -1);
+        adjust_credit(l, -1);
         break;
       case IT_QUIT:
         break;
     }
     if (kind == IT_FRAME) {
-      pthread_mutex_lock(&w->mu);
-      w->queued_bytes -= it->bytes;
-      pthread_cond_broadcast(&w->cv);
-      pthread_mutex_unlock(&w->mu);
+      pthread_mutex_lock(&l->mu);
+      l->queued_bytes -= it->bytes;
+      pthread_cond_broadcast(&l->cv);
+      pthread_mutex_unlock(&l->mu);
     }
     reel_free(it->rgb);
     reel_free(it);
@@ -503,7 +529,7 @@ static reel_status push_frame(void *user, const uint8_t *rgb, size_t stride, int
   it->rgb = copy;
   it->bytes = bytes;
   it->index = index;
-  return enqueue(w, it);
+  return enqueue(j->lane, it);
 }
 
 /* Hands the job's end to the encode side (or runs it here). The job belongs to the encode side afterwards. */
@@ -518,12 +544,12 @@ static void hand_over_end(wjob *j, reel_status st, const reel_error *err) {
     reel_sleep_ms(50);
     it = reel_calloc(1, sizeof *it);
   }
-  adjust_credit(w, +1);
+  adjust_credit(j->lane, +1);
   it->kind = IT_END;
   it->j = j;
   it->st = st;
   if (err) it->err = *err;
-  enqueue(w, it);
+  enqueue(j->lane, it);
 }
 
 static reel_status hand_over_begin(wjob *j, reel_error *err) {
@@ -536,7 +562,7 @@ static reel_status hand_over_begin(wjob *j, reel_error *err) {
   if (!it) return reel_error_set(err, REEL_ENOMEM, "worker", "out of memory");
   it->kind = IT_BEGIN;
   it->j = j;
-  return enqueue(w, it);
+  return enqueue(j->lane, it);
 }
 
 /* ---- the render side ---------------------------------------------------------------------- */
@@ -562,7 +588,8 @@ static int is_served(reel_worker *w, const char *model, const char **dir) {
   return 0;
 }
 
-static void run_job(reel_worker *w, reel_worker_job *job) {
+static void run_job(lane *l, reel_worker_job *job) {
+  reel_worker *w = l->w;
   reel_error err;
   reel_error_clear(&err);
   wjob *j = reel_calloc(1, sizeof *j);
@@ -574,6 +601,7 @@ static void run_job(reel_worker *w, reel_worker_job *job) {
   }
   pthread_mutex_init(&j->pmu, NULL);
   j->w = w;
+  j->lane = l;
   j->job = job;
   j->t_received_ms = job->received_ms;
   j->t_start_ms = reel_now_ms();
@@ -662,8 +690,8 @@ static void run_job(reel_worker *w, reel_worker_job *job) {
     int loaded = 0;
     (void)report(j, "loading", 0, 0, 0.0, -1, NULL, 0, 0);
     int64_t t0 = reel_now_ns();
-    st = reel__model_cache_get(w->cache, j->g.model_dir, &m, &loaded, &err);
-    if (st == REEL_EDEVICE) reel__model_cache_reset(w->cache);
+    st = reel__model_cache_get(l->cache, j->g.model_dir, &m, &loaded, &err);
+    if (st == REEL_EDEVICE) reel__model_cache_reset(l->cache);
     if (st != REEL_OK) {
       fail_early(j, st, &err);
       return;
@@ -679,7 +707,7 @@ static void run_job(reel_worker *w, reel_worker_job *job) {
       return;
     }
     snprintf(what, sizeof what, "%dx%d x %d frames", j->res.width, j->res.height, j->res.frames);
-    if ((st = reel__model_cache_fit(w->cache, m, arena, scratch, what, &err))) {
+    if ((st = reel__model_cache_fit(l->cache, m, arena, scratch, what, &err))) {
       fail_early(j, st, &err);
       return;
     }
@@ -695,20 +723,52 @@ static void run_job(reel_worker *w, reel_worker_job *job) {
   }
   /* From here the encode side owns the job's end. */
   st = reel__gen_render(&j->g, push_frame, j, &err);
-  if (st == REEL_EDEVICE) reel__model_cache_reset(w->cache);
+  if (st == REEL_EDEVICE) reel__model_cache_reset(l->cache);
   hand_over_end(j, st, &err);
 }
 
-/* The cache's figures into the stats (render thread: the cache is its own). */
-static void cache_stats(reel_worker *w) {
+/* The lane's cache figures, for the stats (render thread: the cache is the lane's). */
+static void cache_stats(lane *l) {
   reel__model_cache_stats cs;
-  reel__model_cache_get_stats(w->cache, &cs);
-  pthread_mutex_lock(&w->mu);
-  w->stats.models_cached = cs.models;
-  w->stats.cached_bytes = cs.bytes;
-  w->stats.models_loaded = cs.loaded;
-  w->stats.models_evicted = cs.evicted;
-  pthread_mutex_unlock(&w->mu);
+  reel__model_cache_get_stats(l->cache, &cs);
+  pthread_mutex_lock(&l->w->mu);
+  l->cache_stats = cs;
+  pthread_mutex_unlock(&l->w->mu);
+}
+
+/* A lane's render loop: jobs from the connection until stop or max_jobs. */
+static void render_loop(lane *l) {
+  reel_worker *w = l->w;
+  for (;;) {
+    if (__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) break;
+    if (w->o.max_jobs && __atomic_load_n(&w->taken, __ATOMIC_ACQUIRE) >= w->o.max_jobs) break;
+    reel_worker_job *job = NULL;
+    reel_error e;
+    reel_error_clear(&e);
+    if (reel_worker_conn_next(w->conn, 200, &job, &e) != REEL_OK) continue;
+    __atomic_add_fetch(&w->taken, 1, __ATOMIC_ACQ_REL);
+    run_job(l, job);
+    cache_stats(l);
+  }
+}
+
+static void *render_main(void *arg) {
+  render_loop(arg);
+  return NULL;
+}
+
+/* Stops a lane's encode thread after what it has queued. */
+static void lane_quit_encoder(lane *l) {
+  if (!l->enc_started) return;
+  item *it = reel_calloc(1, sizeof *it);
+  while (!it) {
+    reel_sleep_ms(50);
+    it = reel_calloc(1, sizeof *it);
+  }
+  it->kind = IT_QUIT;
+  enqueue(l, it);
+  pthread_join(l->enc_thread, NULL);
+  l->enc_started = 0;
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------------- */
@@ -724,6 +784,8 @@ reel_status reel_worker_new(const reel_worker_options *o, reel_worker **out, ree
     return reel_error_set(err, REEL_ERANGE, "label", "at most %d labels", REEL_WORKER_MAX_LABELS);
   if (o->threads < 0 || o->threads > 1024)
     return reel_error_set(err, REEL_ERANGE, "threads", "must be in 0..1024, got %d", o->threads);
+  if (o->lanes < 0 || o->lanes > REEL_WORKER_MAX_LANES)
+    return reel_error_set(err, REEL_ERANGE, "capacity", "must be in 1..%d, got %d", REEL_WORKER_MAX_LANES, o->lanes);
   if (o->region && !reel_proto_is_token(o->region, 64))
     return reel_error_set(err, REEL_EINVAL, "region", "must be 1..64 printable characters");
   for (int i = 0; i < o->nlabels; i++)
@@ -738,9 +800,7 @@ reel_status reel_worker_new(const reel_worker_options *o, reel_worker **out, ree
   }
   w->log = o->log;
   pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
   w->cap_bytes = o->queue_bytes ? o->queue_bytes : DEFAULT_QUEUE_BYTES;
-  w->credit = 1;
   snprintf(w->storage, sizeof w->storage, "%s", o->storage);
   size_t sl = strlen(w->storage);
   while (sl > 1 && w->storage[sl - 1] == '/') w->storage[--sl] = '\0';
@@ -801,17 +861,39 @@ reel_status reel_worker_new(const reel_worker_options *o, reel_worker **out, ree
   if (o->max_width) json_object_set_new(caps, "max_width", json_integer(o->max_width));
   if (o->max_height) json_object_set_new(caps, "max_height", json_integer(o->max_height));
   if (o->max_frames) json_object_set_new(caps, "max_frames", json_integer(o->max_frames));
-  w->cache = reel__model_cache_new(!strcmp(backend, "cuda") ? REEL_BACKEND_CUDA : REEL_BACKEND_CPU, o->threads,
-                                   o->memory_budget, w->log);
-  if (!w->cache) {
+  /* Lanes: each its own model cache and backend, with a share of the threads and of the budget. */
+  w->nlanes = o->lanes > 0 ? o->lanes : 1;
+  w->lanes = reel_calloc((size_t)w->nlanes, sizeof *w->lanes);
+  if (!w->lanes) {
     st = reel_error_set(err, REEL_ENOMEM, "worker", "out of memory");
     goto fail;
   }
+  for (int i = 0; i < w->nlanes; i++) {
+    lane *l = &w->lanes[i];
+    l->w = w;
+    l->index = i;
+    l->credit = 1;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    int threads = o->threads ? (o->threads / w->nlanes > 0 ? o->threads / w->nlanes : 1) : 0;
+    if (!o->threads && w->nlanes > 1) {
+      cpu_set_t set;
+      int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+      threads = cpus / w->nlanes > 0 ? cpus / w->nlanes : 1;
+    }
+    l->cache = reel__model_cache_new(!strcmp(backend, "cuda") ? REEL_BACKEND_CUDA : REEL_BACKEND_CPU, threads,
+                                     o->memory_budget / (uint64_t)w->nlanes, w->log);
+    if (!l->cache) {
+      st = reel_error_set(err, REEL_ENOMEM, "worker", "out of memory");
+      goto fail;
+    }
+  }
+  w->credit = w->nlanes;
   reel_worker_conn_options co;
   reel_worker_conn_options_init(&co);
   co.endpoint = o->endpoint;
   co.name = o->name;
-  co.capacity = 1; /* 2 while a rendered job is being encoded: adjust_credit */
+  co.capacity = w->nlanes; /* per lane: 1, or 2 while a rendered job is being encoded (adjust_credit) */
   co.capabilities = caps;
   co.heartbeat_ms = o->heartbeat_ms > 0 ? o->heartbeat_ms : 2500;
   co.log = o->log;
@@ -836,34 +918,31 @@ fail:
 
 reel_status reel_worker_run(reel_worker *w, reel_error *err) {
   if (!w) return reel_error_set(err, REEL_EINVAL, "worker", "NULL worker");
-  if (!w->o.no_overlap && !w->enc_started) {
-    if (pthread_create(&w->enc_thread, NULL, encode_main, w) != 0)
-      return reel_error_set(err, REEL_EINTERNAL, "worker", "cannot start the encode thread");
-    w->enc_started = 1;
-  }
-  long done = 0;
-  while (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE) && (!w->o.max_jobs || done < w->o.max_jobs)) {
-    reel_worker_job *job = NULL;
-    reel_error e;
-    reel_error_clear(&e);
-    if (reel_worker_conn_next(w->conn, 200, &job, &e) != REEL_OK) continue;
-    done++;
-    run_job(w, job);
-    cache_stats(w);
-  }
-  /* Let the encode thread finish what it has. */
-  if (w->enc_started) {
-    item *it = reel_calloc(1, sizeof *it);
-    while (!it) {
-      reel_sleep_ms(50);
-      it = reel_calloc(1, sizeof *it);
+  reel_status st = REEL_OK;
+  for (int i = 0; i < w->nlanes && st == REEL_OK; i++) {
+    lane *l = &w->lanes[i];
+    if (!w->o.no_overlap && !l->enc_started) {
+      if (pthread_create(&l->enc_thread, NULL, encode_main, l) != 0)
+        st = reel_error_set(err, REEL_EINTERNAL, "worker", "cannot start an encode thread");
+      else
+        l->enc_started = 1;
     }
-    it->kind = IT_QUIT;
-    enqueue(w, it);
-    pthread_join(w->enc_thread, NULL);
-    w->enc_started = 0;
+    if (st == REEL_OK && i > 0) {
+      if (pthread_create(&l->render_thread, NULL, render_main, l) != 0)
+        st = reel_error_set(err, REEL_EINTERNAL, "worker", "cannot start a render thread");
+      else
+        l->render_started = 1;
+    }
   }
-  return REEL_OK;
+  if (st != REEL_OK) reel_worker_stop(w);
+  else render_loop(&w->lanes[0]);
+  /* The other lanes finish their job in hand; then every encode thread finishes what it has. */
+  for (int i = 1; i < w->nlanes; i++) {
+    if (w->lanes[i].render_started) pthread_join(w->lanes[i].render_thread, NULL);
+    w->lanes[i].render_started = 0;
+  }
+  for (int i = 0; i < w->nlanes; i++) lane_quit_encoder(&w->lanes[i]);
+  return st;
 }
 
 void reel_worker_stop(reel_worker *w) {
@@ -873,23 +952,21 @@ void reel_worker_stop(reel_worker *w) {
 void reel_worker_destroy(reel_worker **pw) {
   if (!pw || !*pw) return;
   reel_worker *w = *pw;
-  if (w->enc_started) {
-    item *it = reel_calloc(1, sizeof *it);
-    if (it) {
-      it->kind = IT_QUIT;
-      enqueue(w, it);
-      pthread_join(w->enc_thread, NULL);
-    }
-  }
+  for (int i = 0; i < w->nlanes; i++) lane_quit_encoder(&w->lanes[i]);
   reel_worker_conn_destroy(&w->conn, 5000);
-  reel__model_cache_destroy(&w->cache);
-  for (int i = 0; i < REEL_WORKER_MAX_MODELS; i++) reel_free(w->models_dirs[i]);
-  for (item *it = w->head, *n; it; it = n) {
-    n = it->next;
-    reel_free(it->rgb);
-    reel_free(it);
+  for (int i = 0; w->lanes && i < w->nlanes; i++) {
+    lane *l = &w->lanes[i];
+    reel__model_cache_destroy(&l->cache);
+    for (item *it = l->head, *n; it; it = n) {
+      n = it->next;
+      reel_free(it->rgb);
+      reel_free(it);
+    }
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
   }
-  pthread_cond_destroy(&w->cv);
+  reel_free(w->lanes);
+  for (int i = 0; i < REEL_WORKER_MAX_MODELS; i++) reel_free(w->models_dirs[i]);
   pthread_mutex_destroy(&w->mu);
   reel_free(w);
   *pw = NULL;
@@ -900,6 +977,12 @@ void reel_worker_get_stats(reel_worker *w, reel_worker_stats *st) {
   if (!w) return;
   pthread_mutex_lock(&w->mu);
   *st = w->stats;
+  for (int i = 0; i < w->nlanes; i++) {
+    st->models_cached += w->lanes[i].cache_stats.models;
+    st->cached_bytes += w->lanes[i].cache_stats.bytes;
+    st->models_loaded += w->lanes[i].cache_stats.loaded;
+    st->models_evicted += w->lanes[i].cache_stats.evicted;
+  }
   pthread_mutex_unlock(&w->mu);
   reel_worker_conn_stats cs;
   reel_worker_conn_get_stats(w->conn, &cs);

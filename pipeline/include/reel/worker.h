@@ -6,7 +6,8 @@
  * decode, colour conversion, encode, upload — then reports the result: output
  * URL, bytes, SHA-256, frame count, per-stage timings and peak memory.
  *
- * Threads. One render thread runs the compute of one job at a time. With
+ * Threads. A lane's render thread runs the compute of one job at a time (a
+ * worker has `lanes` of them, 1 by default, sharing the connection). With
  * overlap on (the default), encoding and uploading run on a second thread: the
  * render thread hands decoded frames to it through a bounded queue (at most
  * queue_bytes of frames; when the encoder falls behind, rendering waits) and
@@ -54,6 +55,7 @@ extern "C" {
 
 #define REEL_WORKER_MAX_MODELS 16
 #define REEL_WORKER_MAX_LABELS 16
+#define REEL_WORKER_MAX_LANES  16
 
 typedef struct reel_worker reel_worker;
 
@@ -68,6 +70,9 @@ typedef struct reel_worker_options {
   int encoder_threads;             /* 0 = automatic */
   uint64_t memory_budget;          /* bytes for cached models + the running job's scratch; 0 = unlimited */
   int no_overlap;                  /* 1: encode and upload on the render thread, one job at a time */
+  int lanes;                       /* jobs rendered at once, 1..16 (0 = 1); each lane has its own render and
+                                      encode threads and model cache, threads / lanes compute threads and
+                                      memory_budget / lanes */
   size_t queue_bytes;              /* frames waiting for the encoder; 0 = 64 MiB (at least one frame) */
   const char *region;              /* may be NULL */
   const char *labels[REEL_WORKER_MAX_LABELS];
