@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """Benchmark (not a test) of the whole product path with the tiny WanPipeline fixture, storage on a real S3 server
-(SeaweedFS, tests/storage/s3_harness.py):
+(SeaweedFS, tests/storage/seaweed.py):
 
 1. One clip end to end, side by side:
    - reel:   `reel generate --model tests/fixtures/tiny-wan ... -o s3://clips/bench/reel-N.mp4` (one process: model
@@ -141,9 +141,10 @@ def main():
     ap.add_argument("--prompt", default="A cat and a dog bake a cake together in a sunny kitchen.")
     ap.add_argument("--skip-python", action="store_true")
     a = ap.parse_args()
-    from s3_harness import Weed
+    import seaweed
+    seaweed.skip_unless_available()
     tmp = tempfile.mkdtemp(prefix="reel-bench-worker-")
-    weed = Weed(os.path.join(tmp, "weed"))
+    weed = seaweed.Weed(os.path.join(tmp, "weed"))
     weed.start()
     try:
         weed.client().create_bucket(Bucket="clips")
