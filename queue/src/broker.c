@@ -117,6 +117,7 @@ static void flush_outbox(reel_broker *b) {
     reel_free(o->payload);
   }
   b->nout = 0;
+  for (brk_worker *w = b->workers; w; w = w->next) w->welcome_pending = 0;
 }
 
 /* Adds "req" to a reply header (stolen) and queues it. */
@@ -271,10 +272,27 @@ static brk_job *item_job(const reel_sched_item *it) { return (brk_job *)((char *
 
 static int match_worker(void *ud, const reel_sched_item *it) { return worker_can_run(ud, item_job(it)); }
 
+/*
+ * JOB goes out at once, before the iteration's journal commit: dispatch latency
+ * does not include the fsync. Safe because the worker only starts work; if the
+ * broker dies before the commit, the client has no ACCEPTED (it resends), and the
+ * worker is told to CANCEL the unknown job when it announces it after the restart.
+ * Only a WELCOME still waiting in the outbox makes it wait too, to keep the order.
+ */
 static void send_job(reel_broker *b, brk_worker *w, brk_job *j) {
-  send_worker(b, w, REEL_CMD_JOB,
-              json_pack("{s:s, s:i, s:s, s:I, s:O}", "job_id", j->id, "attempt", j->attempts, "tenant", j->tenant->name,
-                        "lease_ms", (json_int_t)brk_lease_ms(b), "job", j->spec));
+  json_t *h = json_pack("{s:s, s:i, s:s, s:I, s:O}", "job_id", j->id, "attempt", j->attempts, "tenant",
+                        j->tenant->name, "lease_ms", (json_int_t)brk_lease_ms(b), "job", j->spec);
+  if (w->welcome_pending || !h) {
+    send_worker(b, w, REEL_CMD_JOB, h);
+    return;
+  }
+  size_t len = 0;
+  char *s = reel_proto_header_dump(h, &len);
+  json_decref(h);
+  if (!s) return; /* the lease runs out and the job is requeued */
+  if (reel_wire_send_raw(b->router, w->peer.rid, w->peer.len, "JOB", s, len, NULL, 0, ZMQ_DONTWAIT) == 0)
+    w->last_send = brk_mono(b);
+  free(s);
 }
 
 static void send_cancel(reel_broker *b, brk_worker *w, const char *id, int attempt) {
@@ -748,7 +766,13 @@ static void on_ready(reel_broker *b, req_ctx *c, brk_worker *w) {
     b->workers = w;
     b->nworkers++;
   }
-  /* Claim running jobs. */
+  reel_log(b->log, REEL_LOG_INFO, "broker", NULL, "worker ready", "worker=%s capacity=%d running=%d", w->name,
+           w->capacity, w->njobs);
+  w->welcome_pending = 1;
+  send_worker(b, w, REEL_CMD_WELCOME,
+              json_pack("{s:s, s:i, s:i, s:I}", "broker", b->id, "heartbeat_ms", b->o.heartbeat_ms, "liveness",
+                        b->o.liveness, "max_payload_bytes", (json_int_t)b->o.max_payload_bytes));
+  /* Claim running jobs (after WELCOME, so that CANCELs for unknown jobs follow it). */
   size_t i;
   json_t *v;
   if (running) {
@@ -772,11 +796,6 @@ static void on_ready(reel_broker *b, req_ctx *c, brk_worker *w) {
       if (j->state == REEL_JOB_RUNNING && !j->worker && j->worker_name && strcmp(j->worker_name, name) == 0)
         brk_job_lost(b, j, "lost", &err);
   }
-  reel_log(b->log, REEL_LOG_INFO, "broker", NULL, "worker ready", "worker=%s capacity=%d running=%d", w->name,
-           w->capacity, w->njobs);
-  send_worker(b, w, REEL_CMD_WELCOME,
-              json_pack("{s:s, s:i, s:i, s:I}", "broker", b->id, "heartbeat_ms", b->o.heartbeat_ms, "liveness",
-                        b->o.liveness, "max_payload_bytes", (json_int_t)b->o.max_payload_bytes));
 }
 
 static void on_progress(reel_broker *b, req_ctx *c, brk_worker *w) {

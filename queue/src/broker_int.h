@@ -78,6 +78,7 @@ struct brk_worker {
   int64_t last_recv, last_send, idle_since; /* mono */
   int64_t connected_ms;                     /* wall */
   int flag;                                 /* scratch for dispatch rounds */
+  int welcome_pending;                      /* WELCOME waits in the outbox: JOBs must not overtake it */
   brk_worker *next;
 };
 
