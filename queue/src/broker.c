@@ -105,19 +105,70 @@ static void send_worker(reel_broker *b, brk_worker *w, reel_proto_command cmd, j
   if (brk_send(b, &w->peer, cmd, header) == REEL_OK) w->last_send = brk_mono(b);
 }
 
-static void flush_outbox(reel_broker *b) {
-  for (size_t i = 0; i < b->nout; i++) {
-    brk_out *o = &b->out[i];
+static brk_worker *worker_by_peer(reel_broker *b, const brk_peer *p);
+
+/* Sends a group of queued messages in order and empties it. */
+static void flush_group(reel_broker *b, brk_out *msgs, size_t *n) {
+  for (size_t i = 0; i < *n; i++) {
+    brk_out *o = &msgs[i];
     if (reel_wire_send_raw(b->router, o->peer.rid, o->peer.len, reel_proto_command_name(o->cmd), o->hdr, o->hdr_len,
                            o->payload, o->payload_len, ZMQ_DONTWAIT) != 0 &&
         reel_log_enabled(b->log, REEL_LOG_DEBUG))
       reel_log(b->log, REEL_LOG_DEBUG, "broker", NULL, "message not delivered", "command=%s reason=\"%s\"",
                reel_proto_command_name(o->cmd), zmq_strerror(errno));
+    if (o->cmd == REEL_CMD_WELCOME) {
+      brk_worker *w = worker_by_peer(b, &o->peer);
+      if (w) w->welcome_pending = 0;
+    }
     free(o->hdr);
     reel_free(o->payload);
   }
-  b->nout = 0;
-  for (brk_worker *w = b->workers; w; w = w->next) w->welcome_pending = 0;
+  *n = 0;
+}
+
+static void drop_group(brk_out *msgs, size_t *n) {
+  for (size_t i = 0; i < *n; i++) {
+    free(msgs[i].hdr);
+    reel_free(msgs[i].payload);
+  }
+  *n = 0;
+}
+
+/*
+ * Group commit, pipelined: while one group of journal records is being written
+ * and synced by the journal's thread, the loop goes on handling messages and the
+ * next group collects. Each group's messages go out when its commit is done, in
+ * order. Returns EIO when a commit failed (nothing of that group is sent).
+ */
+static reel_status settle_commits(reel_broker *b, int wait, reel_error *err) {
+  if (!b->journal) {
+    flush_group(b, b->out, &b->nout);
+    return REEL_OK;
+  }
+  for (;;) {
+    if (reel_journal_commit_busy(b->journal)) {
+      reel_status st = reel_journal_commit_finish(b->journal, wait, err);
+      if (st == REEL_EAGAIN) return REEL_OK;
+      if (st) return st;
+      flush_group(b, b->gated, &b->ngated);
+    }
+    if (reel_journal_pending(b->journal) == 0) {
+      flush_group(b, b->out, &b->nout); /* nothing new to make durable: these depend on nothing unsynced */
+      return REEL_OK;
+    }
+    reel_status st = reel_journal_commit_start(b->journal, err);
+    if (st) return st;
+    /* The current group now waits for that commit. */
+    brk_out *tmp = b->gated;
+    size_t cap = b->capgated;
+    b->gated = b->out;
+    b->capgated = b->capout;
+    b->ngated = b->nout;
+    b->out = tmp;
+    b->capout = cap;
+    b->nout = 0;
+    if (!wait) return REEL_OK;
+  }
 }
 
 /* Adds "req" to a reply header (stolen) and queues it. */
@@ -280,8 +331,8 @@ static int match_worker(void *ud, const reel_sched_item *it) { return worker_can
  * Only a WELCOME still waiting in the outbox makes it wait too, to keep the order.
  */
 static void send_job(reel_broker *b, brk_worker *w, brk_job *j) {
-  json_t *h = json_pack("{s:s, s:i, s:s, s:I, s:O}", "job_id", j->id, "attempt", j->attempts, "tenant",
-                        j->tenant->name, "lease_ms", (json_int_t)brk_lease_ms(b), "job", j->spec);
+  json_t *h = json_pack("{s:s, s:i, s:s, s:I, s:O}", "job_id", j->id, "attempt", j->attempts, "tenant", j->tenant->name,
+                        "lease_ms", (json_int_t)brk_lease_ms(b), "job", j->spec);
   if (w->welcome_pending || !h) {
     send_worker(b, w, REEL_CMD_JOB, h);
     return;
@@ -293,6 +344,13 @@ static void send_job(reel_broker *b, brk_worker *w, brk_job *j) {
   if (reel_wire_send_raw(b->router, w->peer.rid, w->peer.len, "JOB", s, len, NULL, 0, ZMQ_DONTWAIT) == 0)
     w->last_send = brk_mono(b);
   free(s);
+}
+
+/* Heartbeats say nothing about jobs: they go out at once, never delayed by a slow fsync. */
+static void send_heartbeat(reel_broker *b, brk_worker *w) {
+  if (reel_wire_send_raw(b->router, w->peer.rid, w->peer.len, "HEARTBEAT", "{}", 2, NULL, 0, ZMQ_DONTWAIT) == 0 ||
+      errno != EAGAIN)
+    w->last_send = brk_mono(b);
 }
 
 static void send_cancel(reel_broker *b, brk_worker *w, const char *id, int attempt) {
@@ -752,11 +810,13 @@ static void on_ready(reel_broker *b, req_ctx *c, brk_worker *w) {
     worker_unlink(b, old);
     worker_free(old);
   }
-  /* A known connection announcing again: the jobs it no longer lists are lost. */
+  /* A known connection announcing again: the jobs it no longer lists are lost, except those dispatched
+     within the last lease, whose JOB may still have been on its way when the worker wrote READY. */
   for (int k = w->njobs - 1; !fresh && k >= 0; k--) {
     if (k >= w->njobs) continue;
     brk_job *j = w->jobs[k];
-    if (!running || !in_list(running, j->id)) brk_job_lost(b, j, "lost", &err);
+    if ((!running || !in_list(running, j->id)) && brk_wall(b) - j->started_ms > brk_lease_ms(b))
+      brk_job_lost(b, j, "lost", &err);
   }
   snprintf(w->name, sizeof w->name, "%s", name);
   w->capacity = (int)capacity;
@@ -1306,21 +1366,15 @@ fail:
 void reel_broker_destroy(reel_broker **bp) {
   if (!bp || !*bp) return;
   reel_broker *b = *bp;
-  if (b->journal) {
+  if (b->router) {
     reel_error err;
     reel_error_clear(&err);
-    if (reel_journal_commit(b->journal, &err) != REEL_OK)
-      reel_log_error(b->log, REEL_LOG_ERROR, "broker", NULL, &err);
-    else
-      flush_outbox(b);
-  } else if (b->router) {
-    flush_outbox(b);
+    if (settle_commits(b, 1, &err) != REEL_OK) reel_log_error(b->log, REEL_LOG_ERROR, "broker", NULL, &err);
   }
-  for (size_t i = 0; i < b->nout; i++) {
-    free(b->out[i].hdr);
-    reel_free(b->out[i].payload);
-  }
+  drop_group(b->gated, &b->ngated);
+  drop_group(b->out, &b->nout);
   reel_free(b->out);
+  reel_free(b->gated);
   if (b->router) zmq_close(b->router);
   if (b->zap) zmq_close(b->zap);
   if (b->ctx) zmq_ctx_term(b->ctx);
@@ -1386,7 +1440,7 @@ static void timers(reel_broker *b) {
     if (now - w->last_recv > lease)
       worker_gone(b, w, "lost");
     else if (now - w->last_send >= b->o.heartbeat_ms)
-      send_worker(b, w, REEL_CMD_HEARTBEAT, json_object());
+      send_heartbeat(b, w);
   }
   if (now >= b->next_scan) {
     b->next_scan = now + SCAN_INTERVAL_MS;
@@ -1458,10 +1512,21 @@ static void maybe_compact(reel_broker *b) {
 }
 
 reel_status reel_broker_poll(reel_broker *b, int timeout_ms, reel_error *err) {
-  zmq_pollitem_t items[2] = {{b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}};
-  int rc = zmq_poll(items, b->zap ? 2 : 1, next_timeout(b, timeout_ms));
+  zmq_pollitem_t items[3];
+  int n = 0, zap_at = -1, commit_at = -1;
+  items[n++] = (zmq_pollitem_t){b->router, 0, ZMQ_POLLIN, 0};
+  if (b->zap) {
+    zap_at = n;
+    items[n++] = (zmq_pollitem_t){b->zap, 0, ZMQ_POLLIN, 0};
+  }
+  if (b->journal && reel_journal_commit_busy(b->journal)) {
+    commit_at = n;
+    items[n++] = (zmq_pollitem_t){NULL, reel_journal_commit_fd(b->journal), ZMQ_POLLIN, 0};
+  }
+  int rc = zmq_poll(items, n, next_timeout(b, timeout_ms));
   if (rc < 0 && errno != EINTR) return reel_error_set(err, REEL_ENETWORK, "poll", "%s", zmq_strerror(errno));
-  if (rc > 0 && b->zap && (items[1].revents & ZMQ_POLLIN)) handle_zap(b);
+  (void)commit_at; /* a finished commit is collected below either way */
+  if (rc > 0 && zap_at >= 0 && (items[zap_at].revents & ZMQ_POLLIN)) handle_zap(b);
   if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
     for (int i = 0; i < MAX_BATCH; i++) {
       reel_wire_msg m;
@@ -1474,18 +1539,15 @@ reel_status reel_broker_poll(reel_broker *b, int timeout_ms, reel_error *err) {
   dispatch(b);
   timers(b);
   dispatch(b);
-  if (b->journal) {
-    reel_status st = reel_journal_commit(b->journal, err);
-    if (st) {
-      /* Durability of this iteration is unknown: send nothing, the caller stops. */
-      for (size_t i = 0; i < b->nout; i++) free(b->out[i].hdr);
-      b->nout = 0;
-      return st;
-    }
+  reel_status st = settle_commits(b, 0, err);
+  if (st) {
+    /* Durability of these groups is unknown: send none of them; the caller stops. */
+    drop_group(b->gated, &b->ngated);
+    drop_group(b->out, &b->nout);
+    return st;
   }
-  flush_outbox(b);
   brk_retention(b);
-  maybe_compact(b);
+  if (b->journal && !reel_journal_commit_busy(b->journal) && reel_journal_pending(b->journal) == 0) maybe_compact(b);
   return REEL_OK;
 }
 

@@ -123,8 +123,10 @@ struct reel_broker {
   int64_t last_id_ms;
   brk_worker *workers;
   size_t nworkers;
-  brk_out *out;
+  brk_out *out; /* messages of the current group: sent after the journal commit that covers them */
   size_t nout, capout;
+  brk_out *gated; /* messages waiting for the commit in flight */
+  size_t ngated, capgated;
   int positions_valid;
   /* Timers (mono). */
   int64_t next_scan, next_positions;

@@ -7,10 +7,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/select.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +33,19 @@ struct reel_journal {
   size_t len, cap;
   size_t pending;
   int compacting;
+  /* Asynchronous commit: the background thread writes `fly` (the group in flight). */
+  pthread_t thread;
+  int thread_started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int efd;        /* signalled when the group in flight is done */
+  int busy;       /* a group is in flight (owned by the caller's thread) */
+  int work, stop; /* guarded by mu */
+  int done;       /* guarded by mu: the thread finished the group */
+  int fly_errno;  /* guarded by mu: 0 or the errno of a failed write/sync */
+  int fly_sync_failed;
+  unsigned char *fly;
+  size_t fly_len, fly_cap, fly_records;
 };
 
 static void put_u32le(unsigned char *p, uint32_t v) {
@@ -134,7 +150,9 @@ reel_status reel_journal_open(const char *dir, reel_journal_replay_fn replay, vo
   memset(&inf, 0, sizeof inf);
   reel_journal *j = reel_calloc(1, sizeof *j);
   if (!j) return reel_error_set(err, REEL_ENOMEM, "journal", "out of memory");
-  j->fd = j->lock_fd = -1;
+  j->fd = j->lock_fd = j->efd = -1;
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
   j->dir = reel_strdup(dir);
   j->path = join_path(dir, "journal.log");
   j->tmp_path = join_path(dir, "journal.tmp");
@@ -223,6 +241,18 @@ fail:
 void reel_journal_close(reel_journal **jp) {
   if (!jp || !*jp) return;
   reel_journal *j = *jp;
+  if (j->busy) reel_journal_commit_finish(j, 1, NULL);
+  if (j->thread_started) {
+    pthread_mutex_lock(&j->mu);
+    j->stop = 1;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->thread, NULL);
+  }
+  if (j->efd >= 0) close(j->efd);
+  reel_free(j->fly);
+  pthread_cond_destroy(&j->cv);
+  pthread_mutex_destroy(&j->mu);
   if (j->fd >= 0) close(j->fd);
   if (j->lock_fd >= 0) close(j->lock_fd); /* releases the flock */
   reel_free(j->buf);
@@ -259,9 +289,117 @@ uint64_t reel_journal_size(const reel_journal *j) { return j->size; }
 uint64_t reel_journal_commits(const reel_journal *j) { return j->commits; }
 void reel_journal_set_nosync(reel_journal *j, int nosync) { j->nosync = nosync; }
 
-reel_status reel_journal_commit(reel_journal *j, reel_error *err) {
+static void *commit_thread(void *arg) {
+  reel_journal *j = arg;
+  pthread_mutex_lock(&j->mu);
+  for (;;) {
+    while (!j->work && !j->stop) pthread_cond_wait(&j->cv, &j->mu);
+    if (j->stop) break;
+    j->work = 0;
+    pthread_mutex_unlock(&j->mu);
+    /* fly/fly_len belong to this thread until `done` is set. */
+    int e = 0, sync_failed = 0;
+    const unsigned char *p = j->fly;
+    size_t n = j->fly_len;
+    while (n > 0) {
+      ssize_t w = write(j->fd, p, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        e = errno;
+        break;
+      }
+      p += w;
+      n -= (size_t)w;
+    }
+    if (!e && !j->nosync && fdatasync(j->fd) != 0) {
+      e = errno;
+      sync_failed = 1;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->fly_errno = e;
+    j->fly_sync_failed = sync_failed;
+    j->done = 1;
+    uint64_t one = 1;
+    ssize_t r = write(j->efd, &one, sizeof one);
+    (void)r;
+  }
+  pthread_mutex_unlock(&j->mu);
+  return NULL;
+}
+
+int reel_journal_commit_busy(const reel_journal *j) { return j->busy; }
+int reel_journal_commit_fd(const reel_journal *j) { return j->efd; }
+
+reel_status reel_journal_commit_start(reel_journal *j, reel_error *err) {
+  if (j->busy) return reel_error_set(err, REEL_ESTATE, "journal", "a commit is already in flight");
   if (j->pending == 0) return REEL_OK;
-  reel_status st = write_all(j->fd, j->buf, j->len, j->path, err);
+  if (!j->thread_started) {
+    j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (j->efd < 0) return reel_error_set(err, REEL_EIO, "journal", "eventfd: %s", strerror(errno));
+    if (pthread_create(&j->thread, NULL, commit_thread, j) != 0) {
+      close(j->efd);
+      j->efd = -1;
+      return reel_error_set(err, REEL_EINTERNAL, "journal", "cannot start the commit thread");
+    }
+    j->thread_started = 1;
+  }
+  /* Swap buffers: the pending group flies, a new group starts in the old fly buffer. */
+  unsigned char *b = j->buf;
+  size_t cap = j->cap;
+  j->buf = j->fly;
+  j->cap = j->fly_cap;
+  j->fly = b;
+  j->fly_cap = cap;
+  j->fly_len = j->len;
+  j->fly_records = j->pending;
+  j->len = 0;
+  j->pending = 0;
+  j->busy = 1;
+  pthread_mutex_lock(&j->mu);
+  j->done = 0;
+  j->work = 1;
+  pthread_cond_signal(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  return REEL_OK;
+}
+
+reel_status reel_journal_commit_finish(reel_journal *j, int wait, reel_error *err) {
+  if (!j->busy) return REEL_OK;
+  uint64_t v;
+  for (;;) {
+    pthread_mutex_lock(&j->mu);
+    int done = j->done, e = j->fly_errno, sync_failed = j->fly_sync_failed;
+    pthread_mutex_unlock(&j->mu);
+    if (done) {
+      ssize_t r = read(j->efd, &v, sizeof v);
+      (void)r;
+      j->busy = 0;
+      if (e)
+        return reel_error_set(err, REEL_EIO, j->path, "%s failed: %s", sync_failed ? "fdatasync" : "write",
+                              strerror(e));
+      j->size += j->fly_len;
+      j->commits++;
+      j->fly_len = 0;
+      if (j->fly_cap > (8u << 20)) {
+        reel_free(j->fly);
+        j->fly = NULL;
+        j->fly_cap = 0;
+      }
+      return REEL_OK;
+    }
+    if (!wait) return REEL_EAGAIN;
+    fd_set rs;
+    FD_ZERO(&rs);
+    FD_SET(j->efd, &rs);
+    select(j->efd + 1, &rs, NULL, NULL, NULL);
+  }
+}
+
+reel_status reel_journal_commit(reel_journal *j, reel_error *err) {
+  reel_status st = reel_journal_commit_finish(j, 1, err);
+  if (st) return st;
+  if (j->pending == 0) return REEL_OK;
+  st = write_all(j->fd, j->buf, j->len, j->path, err);
   if (st) return st;
   if (!j->nosync && fdatasync(j->fd) != 0)
     return reel_error_set(err, REEL_EIO, j->path, "fdatasync failed: %s", strerror(errno));
@@ -279,6 +417,8 @@ reel_status reel_journal_commit(reel_journal *j, reel_error *err) {
 }
 
 reel_status reel_journal_compact(reel_journal *j, reel_journal_snapshot_fn snapshot, void *ud, reel_error *err) {
+  reel_status fst = reel_journal_commit_finish(j, 1, err);
+  if (fst) return fst;
   if (j->pending || j->compacting)
     return reel_error_set(err, REEL_ESTATE, "journal", "compaction needs an empty commit buffer");
   reel_status st = REEL_OK;

@@ -465,13 +465,12 @@ static void *io_main(void *arg) {
       reconnect_at = now + w->backoff;
       w->backoff = w->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff * 2;
       continue;
-    } else if (now - w->last_send >= w->heartbeat_ms) {
-      if (w->welcomed) {
-        json_t *running = running_list(w);
-        send_json(w, REEL_CMD_HEARTBEAT, json_pack("{s:o}", "running", running ? running : json_array()));
-      } else {
-        send_ready(w); /* no WELCOME yet: announce again (the first READY may have gone to a dead peer) */
-      }
+    } else if (w->welcomed && now - w->last_send >= w->heartbeat_ms) {
+      /* Before WELCOME there is nothing to say: READY is not repeated on the same connection (a second
+         READY would race the JOBs already on their way); a broker that never answers is left by the
+         silence rule above, and the new connection announces again. */
+      json_t *running = running_list(w);
+      send_json(w, REEL_CMD_HEARTBEAT, json_pack("{s:o}", "running", running ? running : json_array()));
     }
     flush_progress(w, now);
     if (w->welcomed) {

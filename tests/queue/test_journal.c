@@ -334,6 +334,57 @@ static void test_replay_error_and_alloc_failures(void **state) {
   tu_rmtree(dir);
 }
 
+static void test_async_commit(void **state) {
+  (void)state;
+  char dir[256];
+  tu_mkdtemp(dir, sizeof dir);
+  reel_journal *j = NULL;
+  reel_error err;
+  reel_error_clear(&err);
+  assert_int_equal(reel_journal_open(dir, NULL, NULL, NULL, &j, &err), REEL_OK);
+  assert_int_equal(reel_journal_commit_fd(j), -1);
+  assert_int_equal(reel_journal_commit_start(j, &err), REEL_OK); /* nothing pending: no-op */
+  assert_false(reel_journal_commit_busy(j));
+  for (int round = 0; round < 50; round++) {
+    char rec[32];
+    int len = snprintf(rec, sizeof rec, "group-%d", round);
+    assert_int_equal(reel_journal_append(j, rec, (size_t)len, &err), REEL_OK);
+    assert_int_equal(reel_journal_commit_start(j, &err), REEL_OK);
+    assert_true(reel_journal_commit_busy(j));
+    assert_true(reel_journal_commit_fd(j) >= 0);
+    /* Records appended while the group flies form the next group. */
+    len = snprintf(rec, sizeof rec, "next-%d", round);
+    assert_int_equal(reel_journal_append(j, rec, (size_t)len, &err), REEL_OK);
+    reel_error_clear(&err);
+    assert_int_equal(reel_journal_commit_start(j, &err), REEL_ESTATE);
+    reel_error_clear(&err);
+    reel_status st;
+    while ((st = reel_journal_commit_finish(j, round % 2, &err)) == REEL_EAGAIN) {
+    }
+    assert_int_equal(st, REEL_OK);
+    assert_false(reel_journal_commit_busy(j));
+    assert_int_equal(reel_journal_pending(j), 1);
+    assert_int_equal(reel_journal_commit(j, &err), REEL_OK); /* synchronous commit of the next group */
+  }
+  assert_int_equal(reel_journal_commits(j), 100);
+  reel_journal_close(&j);
+  seen s = {0};
+  assert_int_equal(reel_journal_open(dir, collect, &s, NULL, &j, &err), REEL_OK);
+  assert_int_equal(s.n, 100);
+  assert_string_equal(s.recs[0], "group-0");
+  assert_string_equal(s.recs[1], "next-0");
+  assert_string_equal(s.recs[63], "next-31");
+  /* A commit still in flight is completed by close. */
+  assert_int_equal(reel_journal_append(j, "last", 4, &err), REEL_OK);
+  assert_int_equal(reel_journal_commit_start(j, &err), REEL_OK);
+  reel_journal_close(&j);
+  memset(&s, 0, sizeof s);
+  assert_int_equal(reel_journal_open(dir, collect, &s, NULL, &j, &err), REEL_OK);
+  assert_int_equal(s.n, 101);
+  reel_journal_close(&j);
+  tu_rmtree(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crc32c),
@@ -345,6 +396,7 @@ int main(void) {
       cmocka_unit_test(test_compaction),
       cmocka_unit_test(test_lock_and_limits),
       cmocka_unit_test(test_replay_error_and_alloc_failures),
+      cmocka_unit_test(test_async_commit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,6 +78,27 @@ size_t reel_journal_pending(const reel_journal *j);
  */
 reel_status reel_journal_commit(reel_journal *j, reel_error *err);
 
+/*
+ * Asynchronous group commit, so that a caller's loop keeps working while the
+ * disk syncs: reel_journal_commit_start() hands the pending records to a
+ * background thread (one write + fdatasync) and returns at once; records
+ * appended meanwhile form the next group. At most one commit is in flight.
+ * reel_journal_commit_fd() becomes readable when it is done, and
+ * reel_journal_commit_finish() collects the result. reel_journal_commit(),
+ * reel_journal_compact() and reel_journal_close() wait for a commit in flight.
+ */
+/* Starts a commit of the pending records (does nothing without any). ESTATE when one is in flight. */
+reel_status reel_journal_commit_start(reel_journal *j, reel_error *err);
+/* Nonzero while a commit is in flight. */
+int reel_journal_commit_busy(const reel_journal *j);
+/* A file descriptor that polls readable when the commit in flight has finished; -1 before the first start. */
+int reel_journal_commit_fd(const reel_journal *j);
+/*
+ * Collects the commit in flight: REEL_OK when it is on disk, EAGAIN when it is
+ * still running and `wait` is 0, EIO (err set) when it failed. OK when none is in flight.
+ */
+reel_status reel_journal_commit_finish(reel_journal *j, int wait, reel_error *err);
+
 /* Bytes in the file, including records committed but not those pending. */
 uint64_t reel_journal_size(const reel_journal *j);
 
