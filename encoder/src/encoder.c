@@ -303,6 +303,8 @@ reel_status reel_encoder_check_options(const reel_encoder_options *o, int seekab
                           cr->encoder, PIX_NAME(o->pix_fmt));
   if (o->threads < 0 || o->threads > 256)
     return reel_error_set(err, REEL_ERANGE, "threads", "must be in 0..256 (0 = automatic), got %d", o->threads);
+  if ((unsigned)o->hw > REEL_HW_REQUIRE)
+    return reel_error_set(err, REEL_EINVAL, "hw", "must be auto, off or require, got #%d", (int)o->hw);
   if (o->expected_frames < 0 || o->expected_frames > 10000000)
     return reel_error_set(err, REEL_ERANGE, "expected_frames", "must be in 0..10000000 (0 = unknown), got %d",
                           o->expected_frames);

@@ -139,6 +139,12 @@ static void test_hw_choice(void **state) {
   assert_string_equal(reel__nvenc_preset("slower"), "p6");
   assert_string_equal(reel__nvenc_preset("placebo"), "p7");
   assert_string_equal(reel__nvenc_preset(NULL), "p4");
+  reel_encoder_options o;
+  base_options(&o, f);
+  o.hw = (reel_encoder_hw)3;
+  reel_error err = {0};
+  assert_int_equal(reel_encoder_check_options(&o, 1, &err), REEL_EINVAL);
+  assert_string_equal(err.field, "hw");
 }
 
 /* Encodes the fixture's frames given as tensors by `make` (frame index -> tensor on f->cpu). */
