@@ -111,6 +111,9 @@ typedef struct bench_summary {
   double *total_samples; /* runs end-to-end seconds, in run order (owned) */
 } bench_summary;
 
+/* Fills p->matmul and p->attention from the probes (nothing for testsrc); the stage fields are left alone. */
+void bench_job_probe(bench_job *j, bench_paths *p);
+
 /*
  * Runs the job `warmup` times untimed and `runs` times timed, each into `url`
  * (overwritten every run), and summarises. REEL_ECANCELED when `stop` was set.

@@ -172,8 +172,7 @@ reel_status bench_job_configure(bench_job *j, const char *matmul, const char *ac
   return REEL_OK;
 }
 
-/* The implementations a small matmul and attention take with the current settings. */
-static void probe_paths(bench_job *j, bench_paths *p) {
+void bench_job_probe(bench_job *j, bench_paths *p) {
   if (!j->b) return;
   reel_opbench_result r;
   reel_error e;
@@ -247,7 +246,7 @@ reel_status bench_job_measure(bench_job *j, const char *url, int warmup, int run
   snprintf(out->paths.text, sizeof out->paths.text, "%s", j->path_text);
   snprintf(out->paths.denoise, sizeof out->paths.denoise, "%s", j->path_denoise);
   snprintf(out->paths.decode, sizeof out->paths.decode, "%s", j->path_decode);
-  probe_paths(j, &out->paths);
+  bench_job_probe(j, &out->paths);
 done:
   reel_free(v);
   if (st != REEL_OK) bench_summary_fini(out);

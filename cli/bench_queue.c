@@ -426,9 +426,10 @@ int bench_queue_main(int argc, char **argv) {
         "config:   %ld jobs, %d client threads (one outstanding submit each), %d instant workers (capacity %d), "
         "journal %s\n",
         jobs, q.clients, q.workers, WORKER_CAPACITY, journal ? "on (fdatasync per group commit)" : "off");
-    printf("accept:   %.0f jobs/s durable (%ld accepted, %ld errors in %.3f s; %.1f jobs per journal commit)\n",
-           accept_s > 0 ? accepted / accept_s : 0.0, accepted, errors, accept_s,
-           commits > 0 ? (double)accepted / commits : 0.0);
+    printf("accept:   %.0f jobs/s %s (%ld accepted, %ld errors in %.3f s", accept_s > 0 ? accepted / accept_s : 0.0,
+           journal ? "durable" : "in memory", accepted, errors, accept_s);
+    if (journal) printf("; %.1f jobs per journal commit", commits > 0 ? (double)accepted / commits : 0.0);
+    printf(")\n");
     printf("drain:    %.0f jobs/s completed by instant workers (%.3f s)\n", drain_s > 0 ? accepted / drain_s : 0.0,
            drain_s);
     if (latency > 0) {

@@ -13,8 +13,11 @@
  * threads (halving down to 1) with the best of those. A candidate whose
  * estimated time (its runs at the last measured latency, plus a model load when
  * the thread count changes) would pass the budget is skipped and listed as such;
- * the reference is always measured. builtin:testsrc has no compute backend: only
- * the encoder thread count is searched.
+ * the reference is always measured. A GEMM path that is the very kernel the
+ * reference ran ("auto" picks it) is listed as "same" rather than measured again.
+ * The best is the fastest measured candidate, where a later candidate must beat
+ * the best so far by more than 2% (noise) to replace it. builtin:testsrc has no
+ * compute backend: only the encoder thread count is searched.
  *
  * Exit status: 0 done, 2 bad usage (a message names the flag), 1 the reference
  * run failed, 130 interrupted.
@@ -78,8 +81,11 @@ static void tune_usage(FILE *f) {
   reel_jobflags_usage(f);
 }
 
-typedef enum { C_MEASURED, C_UNAVAILABLE, C_SKIPPED, C_FAILED } cand_status;
-static const char *const status_names[] = {"measured", "unavailable", "skipped", "failed"};
+typedef enum { C_MEASURED, C_UNAVAILABLE, C_SAME, C_SKIPPED, C_FAILED } cand_status;
+static const char *const status_names[] = {"measured", "unavailable", "same", "skipped", "failed"};
+
+/* A candidate replaces the best so far only when it is faster by more than this share (noise on shared machines). */
+#define TUNE_MARGIN 0.02
 
 typedef struct candidate {
   int threads;
@@ -100,7 +106,8 @@ typedef struct tuner {
   int64_t t0;
   candidate c[MAX_CANDIDATES];
   int n;
-  double last_p50; /* latency of the last measured candidate */
+  double last_p50;   /* latency of the last measured candidate */
+  char ref_path[48]; /* the GEMM kernel the reference configuration ran */
 } tuner;
 
 static double elapsed(const tuner *t) { return (double)(reel_now_ns() - t->t0) / 1e9; }
@@ -158,15 +165,32 @@ static reel_status try_config(tuner *t, bench_job *j, int threads, const char *m
     snprintf(c->reason, sizeof c->reason, "%s", err.msg);
     return REEL_OK;
   }
+  if (set_matmul && t->ref_path[0]) {
+    /* An explicit path that is the kernel "auto" already ran measures the same code twice: noise, not a choice. */
+    bench_paths p;
+    memset(&p, 0, sizeof p);
+    bench_job_probe(j, &p);
+    if (!strcmp(p.matmul, t->ref_path) && !set_act) {
+      c->status = C_SAME;
+      snprintf(c->reason, sizeof c->reason, "the reference's kernel (%s)", p.matmul);
+      return REEL_OK;
+    }
+  }
   if (over_budget(t, c, 0, 1.0)) return REEL_OK;
   st = measure(t, j, c);
   return st == REEL_ECANCELED ? st : REEL_OK;
 }
 
+/*
+ * The best measured candidate, in the order measured (the reference first): a later one
+ * wins only when it is more than TUNE_MARGIN faster, so that noise does not move the
+ * choice away from the defaults. Every measured p50 is >= (1 - TUNE_MARGIN) x the best's.
+ */
 static const candidate *best_of(const tuner *t) {
   const candidate *b = NULL;
   for (int i = 0; i < t->n; i++)
-    if (t->c[i].status == C_MEASURED && (!b || t->c[i].latency.p50 < b->latency.p50)) b = &t->c[i];
+    if (t->c[i].status == C_MEASURED && (!b || t->c[i].latency.p50 < (1.0 - TUNE_MARGIN) * b->latency.p50))
+      b = &t->c[i];
   return b;
 }
 
@@ -340,6 +364,12 @@ int cmd_tune(int argc, char **argv) {
     goto out;
   }
   snprintf(ref->reason, sizeof ref->reason, "reference");
+  {
+    bench_paths p;
+    memset(&p, 0, sizeof p);
+    bench_job_probe(job, &p);
+    snprintf(t.ref_path, sizeof t.ref_path, "%s", p.matmul);
+  }
   const candidate *bestc = ref;
   if (model) {
     static const char *const paths[] = {"avx512", "avx2", "openblas", "portable"};
