@@ -423,7 +423,7 @@ int bench_ops_main(int argc, char **argv) {
                           REEL_VERSION_STRING, "machine", bench_machine_json(&mc), "backend", reel_backend_name(b),
                           "threads", reel_backend_threads(b), "shapes", preset->name, "rows", (json_int_t)rows, "reps",
                           reps, "results", json_incref(c.results));
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(o);
     if (!text) {
       fprintf(stderr, "reel %s: out of memory\n", verb);

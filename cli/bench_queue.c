@@ -409,7 +409,7 @@ int bench_queue_main(int argc, char **argv) {
                         json_pack("{s:I, s:I, s:o, s:o}", "jobs", (json_int_t)latency, "errors", (json_int_t)lat_errors,
                                   "ack_ms", ms_stats(ack_ns, latency), "dispatch_ms", ms_stats(disp_ns, latency)));
   }
-  char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+  char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
   if (!text) {
     json_decref(o);
     fprintf(stderr, "reel %s: out of memory\n", verb);

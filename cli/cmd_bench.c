@@ -171,7 +171,7 @@ static int print_gen_json(const bench_machine *mc, const bench_job *j, const ben
   json_object_set_new(o, "output",
                       json_pack("{s:s?, s:I, s:s, s:b}", "url", output ? r->url : NULL, "bytes", (json_int_t)r->bytes,
                                 "sha256", r->sha256, "identical", s->identical));
-  char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+  char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
   json_decref(o);
   if (!text) return -1;
   printf("%s\n", text);

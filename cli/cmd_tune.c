@@ -453,7 +453,7 @@ int cmd_tune(int argc, char **argv) {
                           bestc->latency.p50, "speedup", bestc->ratio, "bench_flags", replay, "worker_flags", wflags);
     if (b) json_object_set_new(b, "worker_flags_complete", json_boolean(worker_can));
     json_object_set_new(o, "best", b);
-    char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(o);
     if (!text) {
       fprintf(stderr, "reel %s: out of memory\n", verb);
