@@ -137,6 +137,14 @@ int bench_parse_double(const char *verb, const char *flag, const char *arg, doub
 /* Prints "VERB: FLAG: MSG" and the help hint; returns 2. */
 int bench_usage_error(const char *verb, const char *flag, const char *msg);
 
+/*
+ * Reports a failed job, its model or a bench setting with the flag that set it:
+ * "url" -> -o, "matmul"/"activations" -> --matmul/--activations, "job.<field>" ->
+ * its job flag. Returns the exit status: 2 (usage, via bench_usage_error) when the
+ * flag's value is at fault, else 1 after printing the error.
+ */
+int bench_report_failure(const char *verb, reel_status st, reel_error *err);
+
 /* Makes a fresh temporary directory (under $TMPDIR or /tmp) into buf; nonzero on failure. */
 int bench_mkdtemp(char *buf, size_t size, const char *prefix);
 /* Removes a directory tree (what bench_mkdtemp made and the runs wrote into it). */

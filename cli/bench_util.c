@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "jobflags.h"
 #include "reel/alloc.h"
 #include "reel/clock.h"
 
@@ -147,6 +148,26 @@ int bench_parse_double(const char *verb, const char *flag, const char *arg, doub
   }
   *out = v;
   return 0;
+}
+
+int bench_report_failure(const char *verb, reel_status st, reel_error *err) {
+  int usage = 0;
+  if (!strcmp(err->field, "url")) {
+    snprintf(err->field, sizeof err->field, "-o");
+    usage = st == REEL_EINVAL || st == REEL_ENOTFOUND || st == REEL_EUNSUPPORTED;
+  } else if (!strcmp(err->field, "matmul") || !strcmp(err->field, "activations")) {
+    snprintf(err->field, sizeof err->field, "%s", err->field[0] == 'm' ? "--matmul" : "--activations");
+    usage = 1;
+  } else if (reel_jobflags_rename_field(err)) {
+    /* As reel generate: a job field's value this build, machine or model cannot take is the flag's fault. */
+    usage = st == REEL_EINVAL || st == REEL_ERANGE || st == REEL_ENOTFOUND || st == REEL_EUNSUPPORTED;
+  } else {
+    usage = !strcmp(err->field, "job") && (st == REEL_EINVAL || st == REEL_ERANGE);
+  }
+  if (usage) return bench_usage_error(verb, err->field, err->msg);
+  fprintf(stderr, "reel %s: %s%s%s (%s)\n", verb, err->field, err->field[0] ? ": " : "",
+          err->msg[0] ? err->msg : reel_strerror(st), reel_status_name(st));
+  return 1;
 }
 
 /* ---- temporary output -------------------------------------------------------------------------- */

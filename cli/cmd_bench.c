@@ -234,24 +234,6 @@ static void print_gen_text(const bench_machine *mc, const bench_job *j, const be
   if (output) printf("output:   %s (%llu bytes)\n", r->url, (unsigned long long)r->bytes);
 }
 
-/* Maps an error from the job or its model to the flag that set it; returns the exit status (2 usage, 1 failure). */
-static int report_failure(const char *verb, reel_status st, reel_error *err) {
-  int usage = 0;
-  if (!strcmp(err->field, "url")) {
-    snprintf(err->field, sizeof err->field, "-o");
-    usage = st == REEL_EINVAL || st == REEL_ENOTFOUND || st == REEL_EUNSUPPORTED;
-  } else if (!strcmp(err->field, "matmul") || !strcmp(err->field, "activations")) {
-    snprintf(err->field, sizeof err->field, "%s", err->field[0] == 'm' ? "--matmul" : "--activations");
-    usage = 1;
-  } else {
-    usage = (reel_jobflags_rename_field(err) || !strcmp(err->field, "job")) && (st == REEL_EINVAL || st == REEL_ERANGE);
-  }
-  if (usage) return bench_usage_error(verb, err->field, err->msg);
-  fprintf(stderr, "reel %s: %s%s%s (%s)\n", verb, err->field, err->field[0] ? ": " : "",
-          err->msg[0] ? err->msg : reel_strerror(st), reel_status_name(st));
-  return 1;
-}
-
 static int bench_generate(int argc, char **argv) {
   static const char *verb = "bench generate";
   struct option table[64];
@@ -379,7 +361,7 @@ static int bench_generate(int argc, char **argv) {
   reel_status st = bench_job_open(&spec, (int)threads, &lg, &interrupted, &job, &err);
   if (st == REEL_OK && (matmul || activations)) st = bench_job_configure(job, matmul, activations, &err);
   if (st != REEL_OK) {
-    rc = report_failure(verb, st, &err);
+    rc = bench_report_failure(verb, st, &err);
     goto out;
   }
   if (!output) {
@@ -401,7 +383,7 @@ static int bench_generate(int argc, char **argv) {
     goto out;
   }
   if (st != REEL_OK) {
-    rc = report_failure(verb, st, &err);
+    rc = bench_report_failure(verb, st, &err);
     goto out;
   }
   if (json) {

@@ -106,7 +106,9 @@ typedef struct tuner {
   int64_t t0;
   candidate c[MAX_CANDIDATES];
   int n;
-  double last_p50;   /* latency of the last measured candidate */
+  double last_p50;     /* latency of the last measured candidate */
+  reel_error last_err; /* why the last failed candidate failed */
+  reel_status last_st;
   char ref_path[48]; /* the GEMM kernel the reference configuration ran */
 } tuner;
 
@@ -141,6 +143,8 @@ static reel_status measure(tuner *t, bench_job *j, candidate *c) {
   if (st != REEL_OK) {
     c->status = C_FAILED;
     snprintf(c->reason, sizeof c->reason, "%s: %s", err.field, err.msg);
+    t->last_err = err;
+    t->last_st = st;
     return st;
   }
   c->status = C_MEASURED;
@@ -329,12 +333,7 @@ int cmd_tune(int argc, char **argv) {
   /* Stage 1: all usable CPUs, one model load. */
   reel_status st = bench_job_open(&spec, cores, &lg, &interrupted, &job, &err);
   if (st != REEL_OK) {
-    if (reel_jobflags_rename_field(&err) && (st == REEL_EINVAL || st == REEL_ERANGE)) {
-      rc = bench_usage_error(verb, err.field, err.msg);
-    } else {
-      fprintf(stderr, "reel %s: %s%s%s (%s)\n", verb, err.field, err.field[0] ? ": " : "", err.msg,
-              reel_status_name(st));
-    }
+    rc = bench_report_failure(verb, st, &err);
     goto out;
   }
   if (!output) {
@@ -360,7 +359,8 @@ int cmd_tune(int argc, char **argv) {
   st = measure(&t, job, ref);
   if (st == REEL_ECANCELED && interrupted) goto interrupted;
   if (st != REEL_OK) {
-    fprintf(stderr, "reel %s: the reference run failed: %s\n", verb, ref->reason);
+    /* The model's own rules (sizes, frame counts) are checked once it is loaded: the flag's fault then. */
+    rc = bench_report_failure(verb, t.last_st, &t.last_err);
     goto out;
   }
   snprintf(ref->reason, sizeof ref->reason, "reference");

@@ -432,6 +432,14 @@ static void test_bad_flags(void **state) {
   expect_usage_error(f, "tune --budget-seconds 0", "--budget-seconds: must be a number in 1..86400");
   expect_usage_error(f, "tune --runs 0", "--runs");
   expect_usage_error(f, "tune --size 33x32", "--size");
+  expect_usage_error(f, "bench generate --model no-such-model", "--model: 'no-such-model' is not available");
+  expect_usage_error(f, "tune --model no-such-model", "--model: 'no-such-model' is not available");
+  expect_usage_error(f, "bench generate -o /no/such/dir/x.mp4", "-o: '/no/such/dir/x.mp4'");
+  char args[1024];
+  /* The model's own size rule is checked once it is loaded: still the flag's fault. */
+  snprintf(args, sizeof args, "tune --model '%s/tests/fixtures/tiny-wan' --size 56x32 --frames 5 --steps 1",
+           tu_source_dir());
+  expect_usage_error(f, args, "--size: must be a multiple of 16 for this model");
   expect_usage_error(f, "bench fastest", "unknown benchmark 'fastest'");
   char *out = NULL;
   assert_int_equal(run_reel(f, "bench", 1, &out), 2);
