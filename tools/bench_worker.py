@@ -140,6 +140,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--prompt", default="A cat and a dog bake a cake together in a sunny kitchen.")
     ap.add_argument("--skip-python", action="store_true")
+    ap.add_argument("--stream-only", action="store_true", help="only part 2")
     a = ap.parse_args()
     import seaweed
     seaweed.skip_unless_available()
@@ -150,12 +151,13 @@ def main():
         weed.client().create_bucket(Bucket="clips")
         print(f"config: model {a.model}, {a.size} x {a.frames} frames, {a.steps} steps, cfg {a.cfg}, "
               f"{a.threads} threads, libx264 medium CRF 23, storage SeaweedFS S3 on loopback; runs {a.runs}")
-        reel = [run_reel_one(a, weed, i) for i in range(a.runs)]
+        reel = [] if a.stream_only else [run_reel_one(a, weed, i) for i in range(a.runs)]
         keys = ["total", "load", "text", "denoise", "decode", "encode", "upload"]
-        print("\n1. one clip, medians (seconds)")
-        print("   reel:   " + "  ".join(f"{k} {med([r[k] for r in reel]):.3f}" for k in keys) +
-              f"  peak RSS {med([r['rss'] for r in reel]) / 2**20:.0f} MiB")
-        if not a.skip_python:
+        if reel:
+            print("\n1. one clip, medians (seconds)")
+            print("   reel:   " + "  ".join(f"{k} {med([r[k] for r in reel]):.3f}" for k in keys) +
+                  f"  peak RSS {med([r['rss'] for r in reel]) / 2**20:.0f} MiB")
+        if not a.skip_python and not a.stream_only:
             py = [run_py_one(a, weed, i, tmp) for i in range(a.runs)]
             pk = ["total", "import", "load", "generate", "encode", "upload"]
             print("   python: " + "  ".join(f"{k} {med([r[k] for r in py]):.3f}" for k in pk) +
