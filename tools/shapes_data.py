@@ -403,6 +403,18 @@ def heldout_prompts(seed: int = 1234, per_combo: int = 3, fraction: float = 0.12
     return out
 
 
+def train_prompts(count: int, seed: int = 99) -> list[dict]:
+    """Prompts of training combinations (new captions and seeds), for tuning generation settings
+    without looking at the held-out set."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        c, s, m = rng.choice(train_combos())
+        out.append({"id": f"t{i:03d}", "prompt": caption(c, s, m, rng, None), "colour": c, "shape": s,
+                    "motion": m, "seed": 5000 + i})
+    return out
+
+
 def parse_caption(text: str) -> dict[str, str | None]:
     """Best-effort attributes of a free-form prompt from the grammar's vocabulary (longest match wins).
 
@@ -483,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--per-combo", type=int, default=3)
+    p = sub.add_parser("trainprompts", help="write a JSONL of prompts of training combinations")
+    p.add_argument("--out", required=True)
+    p.add_argument("--count", type=int, default=64)
+    p.add_argument("--seed", type=int, default=99)
     p = sub.add_parser("sample", help="render clips (MP4 and PNG frames) with a JSONL of their prompts")
     p.add_argument("--out", required=True)
     p.add_argument("--count", type=int, default=8)
@@ -507,6 +523,11 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 f.write(r["prompt"] + "\n")
         print(f"{len(rows)} prompts over {len(heldout_combos(args.seed))} held-out combinations -> {args.out}, {txt}")
+    elif args.cmd == "trainprompts":
+        with open(args.out, "w") as f:
+            for r in train_prompts(args.count, args.seed):
+                f.write(json.dumps(r) + "\n")
+        print(f"{args.count} prompts of training combinations -> {args.out}")
     elif args.cmd == "sample":
         os.makedirs(args.out, exist_ok=True)
         rng = random.Random(args.seed)

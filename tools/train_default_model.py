@@ -29,6 +29,7 @@ in the VAE nor in the transformer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -80,7 +81,8 @@ SCHEDULER_CONFIG = {
 DEFAULTS = dict(
     seed=0,
     vocab_size=1000,
-    vae_steps=1500, vae_batch=4, vae_frames=9, vae_lr=3e-4, vae_kl=1e-4,
+    vae_img_steps=3000, vae_img_batch=8, vae_img_lr=6e-4,
+    vae_steps=800, vae_batch=4, vae_frames=9, vae_lr=3e-4, vae_kl=1e-4, vae_bf16=1,
     latent_clips=6000,
     dit_steps=8000, dit_batch=32, dit_lr=4e-4, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
 )
@@ -282,30 +284,37 @@ def vae_decode_raw(vae, z: torch.Tensor) -> torch.Tensor:
 
 
 def vae_batch(a, step: int):
-    """A batch of 9-frame windows. Three steps in four use 32x32 crops around the shape (8 clips,
-    a quarter of the cost of full frames: the convolutions do not care), the fourth full 64x64
-    frames (2 clips) so that the attention at the lowest resolution sees whole frames."""
+    """Image phase (step < vae_img_steps): single 64x64 frames, so the convolutions learn the spatial
+    code cheaply (Wan's VAE is also trained on images first; a single frame takes the first-chunk
+    path of the causal VAE). Video phase: 9-frame windows; three steps in four use 32x32 crops
+    around the shape (8 clips at a quarter of the cost of full frames: the convolutions do not care),
+    the fourth full 64x64 frames (2 clips) so the attention at the lowest resolution sees whole frames.
+
+    Returns (x [B,3,T,H,W] in [-1,1], per-pixel loss weights [B,1,T,H,W]: 5 on the shape, 1 elsewhere)."""
     rng = step_rng(a.seed, "vae", step)
     combos = sd.train_combos()
-    full = step % 4 == 3
-    n, crop = (max(1, a.vae_batch // 2), sd.SIZE) if full else (a.vae_batch * 2, 32)
+    if step < a.vae_img_steps:
+        n, frames, crop = a.vae_img_batch, 1, sd.SIZE
+    elif step % 4 == 3:
+        n, frames, crop = max(1, a.vae_batch // 2), a.vae_frames, sd.SIZE
+    else:
+        n, frames, crop = a.vae_batch * 2, a.vae_frames, 32
     clips, weights = [], []
     for _ in range(n):
         c, s, m = rng.choice(combos)
         scene = sd.random_scene(c, s, m, rng)
         clip = sd.render(scene)
-        t0 = rng.randrange(0, clip.shape[0] - a.vae_frames + 1)
-        clip = clip[t0:t0 + a.vae_frames]
+        t0 = rng.randrange(0, clip.shape[0] - frames + 1)
+        clip = clip[t0:t0 + frames]
         if rng.random() < 0.5:  # mirror: more positions and directions for the same cost
             clip = clip[:, :, ::-1]
+        bg = np.array(sd.BACKGROUNDS[scene.background][0], np.float32)
         if crop < sd.SIZE:
-            bg = np.array(sd.BACKGROUNDS[scene.background][0], np.float32)
             ys, xs = np.nonzero(np.abs(clip[0].astype(np.float32) - bg).sum(-1) > 30)
             cy, cx = (ys.mean(), xs.mean()) if len(ys) else (sd.SIZE / 2, sd.SIZE / 2)
             y0 = int(np.clip(round(cy - crop / 2 + rng.uniform(-12, 12)), 0, sd.SIZE - crop))
             x0 = int(np.clip(round(cx - crop / 2 + rng.uniform(-12, 12)), 0, sd.SIZE - crop))
             clip = clip[:, y0:y0 + crop, x0:x0 + crop]
-        bg = np.array(sd.BACKGROUNDS[scene.background][0], np.float32)
         fgm = (np.abs(clip.astype(np.float32) - bg).sum(-1) > 30).astype(np.float32)
         clips.append(np.ascontiguousarray(clip))
         weights.append(1.0 + 4.0 * fgm)
@@ -314,10 +323,62 @@ def vae_batch(a, step: int):
     return x, w
 
 
+class SingleFrameConvs:
+    """Within this context, causal 3x3x3 convolutions of a single frame without cache run as 2-D
+    convolutions with the last temporal tap: the two causal padding frames are zeros, so the result
+    is the same (checked by check_single_frame_convs) at a third of the cost. Used for the image phase."""
+
+    def __enter__(self):
+        from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+        self.cls = WanCausalConv3d
+        self.orig = WanCausalConv3d.forward
+        orig = self.orig
+
+        def forward(conv, x, cache_x=None):
+            p = conv._padding
+            if (x.shape[2] == 1 and cache_x is None and conv.kernel_size[0] > 1 and conv.stride[0] == 1
+                    and p[4] == conv.kernel_size[0] - 1 and p[5] == 0):
+                y = F.pad(x[:, :, 0], p[:4])
+                y = F.conv2d(y, conv.weight[:, :, -1], conv.bias, stride=conv.stride[1:])
+                return y.unsqueeze(2)
+            return orig(conv, x, cache_x)
+
+        WanCausalConv3d.forward = forward
+        return self
+
+    def __exit__(self, *exc):
+        self.cls.forward = self.orig
+        return False
+
+
+def check_single_frame_convs(vae, log: Log) -> None:
+    x = torch.randn(2, 3, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = vae_decode_raw(vae, vae._encode(x)[:, :VAE_CONFIG["z_dim"]])
+        with SingleFrameConvs():
+            fast = vae_decode_raw(vae, vae._encode(x)[:, :VAE_CONFIG["z_dim"]])
+    err = (ref - fast).abs().max().item()
+    log(f"vae: single-frame 2-D convolutions vs causal 3-D: max abs diff {err:.2e}")
+    if err > 1e-4:
+        raise SystemExit("vae: the single-frame shortcut does not match the 3-D convolutions")
+
+
+def vae_lr(a, step: int) -> float:
+    if step < a.vae_img_steps:
+        return lr_at(step, a.vae_img_steps, a.vae_img_lr, 50)
+    return lr_at(step - a.vae_img_steps, a.vae_steps, a.vae_lr, 50)
+
+
 def stage_vae(a, log: Log, stop: Stop) -> bool:
     ck = os.path.join(a.work, "vae.pt")
+    total = a.vae_img_steps + a.vae_steps
     torch.manual_seed(a.seed)
     vae = new_vae()
+    with torch.no_grad():
+        # Start with a nearly deterministic posterior (std ~0.02): with logvar ~0 the sampled latent
+        # is mostly noise and the decoder learns nothing but the background for hundreds of steps.
+        vae.quant_conv.bias[VAE_CONFIG["z_dim"]:] = -8.0
     opt = torch.optim.AdamW(vae.parameters(), lr=a.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     step = 0
     if os.path.exists(ck):
@@ -325,47 +386,79 @@ def stage_vae(a, log: Log, stop: Stop) -> bool:
         vae.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step = st["step"]
-    if step >= a.vae_steps:
+    if step >= total:
         log(f"vae: done already ({step} steps)")
         return True
-    log(f"vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M params, from step {step} to {a.vae_steps}")
+    log(f"vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M params, from step {step} to {total} "
+        f"({a.vae_img_steps} on images, then {a.vae_steps} on 9-frame clips)")
+    check_single_frame_convs(vae, log)
     vae.train()
     t_last, t_ck, acc = time.time(), time.time(), []
-    while step < a.vae_steps and not stop:
+    while step < total and not stop:
         x, w = vae_batch(a, step)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a.vae_steps, a.vae_lr, 100)
-        h = vae._encode(x)
-        mu, logvar = h.chunk(2, dim=1)
-        logvar = logvar.clamp(-30.0, 20.0)
-        z = mu + torch.randn(mu.shape, generator=step_gen(a.seed, "vae", step)) * (0.5 * logvar).exp()
-        y = vae_decode_raw(vae, z)
-        rec = ((y - x).abs() * w).mean() / w.mean()
+            g["lr"] = vae_lr(a, step)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.vae_bf16)), \
+                (SingleFrameConvs() if x.shape[2] == 1 else contextlib.nullcontext()):
+            h = vae._encode(x)
+            mu, logvar = h.float().chunk(2, dim=1)
+            logvar = logvar.clamp(-30.0, 20.0)
+            z = mu + torch.randn(mu.shape, generator=step_gen(a.seed, "vae", step)) * (0.5 * logvar).exp()
+            y = vae_decode_raw(vae, z).float()
+        d = y - x
+        rec = (d.abs() * w).mean() / w.mean()
+        mse = (d * d * w).mean() / w.mean()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean()
-        loss = rec + a.vae_kl * kl
+        loss = rec + mse + a.vae_kl * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         step += 1
-        acc.append((rec.item(), kl.item()))
-        if step % 25 == 0 or step == a.vae_steps:
-            r, k = np.mean(acc, 0)
-            log(f"vae step {step}/{a.vae_steps} rec {r:.4f} kl {k:.2f} lr {opt.param_groups[0]['lr']:.2e} "
-                f"{(time.time() - t_last) / len(acc):.2f}s/step")
+        acc.append((rec.item(), mse.item(), kl.item(), logvar.mean().item()))
+        if step % 25 == 0 or step == total:
+            r, m2, k, lv = np.mean(acc, 0)
+            log(f"vae step {step}/{total} l1 {r:.4f} l2 {m2:.4f} kl {k:.2f} logvar {lv:.2f} "
+                f"lr {opt.param_groups[0]['lr']:.2e} {(time.time() - t_last) / len(acc):.2f}s/step")
             acc, t_last = [], time.time()
-        if time.time() - t_ck > 300:
+        if time.time() - t_ck > 300 or step == a.vae_img_steps:
             save_atomic({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ck)
             t_ck = time.time()
     save_atomic({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ck)
     log(f"vae: checkpoint at step {step}")
-    return step >= a.vae_steps
+    return step >= total
 
 
 def load_vae(a):
     vae = new_vae()
     vae.load_state_dict(torch.load(os.path.join(a.work, "vae.pt"), weights_only=False)["model"])
     return vae.eval()
+
+
+def stage_vaecheck(a, log: Log, count: int = 48) -> dict:
+    """Reconstruct ground-truth clips of held-out prompts (17 frames) and score them with the
+    evaluator: the VAE alone must keep colour, shape and motion recognisable."""
+    import evaluate_clips as ev
+
+    vae = load_vae(a)
+    rows = sd.heldout_prompts()[:count]
+    preds, psnr = [], []
+    with torch.no_grad():
+        for i in range(0, len(rows), 8):
+            batch = rows[i:i + 8]
+            clips = np.stack([sd.render(sd.Scene(**r["scene"])) for r in batch])
+            x = to_tensor(clips)
+            mu, _ = vae._encode(x).chunk(2, dim=1)
+            y = vae.decode(mu).sample
+            rec = ((y.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 4, 1).to(torch.uint8).numpy()
+            for c, r in zip(clips, rec):
+                mse = np.mean((c.astype(np.float64) - r) ** 2)
+                psnr.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-9)))
+                preds.append(ev.analyse(r))
+    rep = ev.score(rows, preds)
+    log(f"vaecheck: {len(rows)} held-out ground-truth clips through the VAE: PSNR {np.mean(psnr):.2f} dB; "
+        + ev.summary_text(rep).replace("\n", "; "))
+    return rep
 
 
 # ----------------------------------------------------------------------------- latents
@@ -640,7 +733,7 @@ def run_script(log: Log, args: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["all", "tokenizer", "vae", "latents", "dit", "export", "eval"])
+    ap.add_argument("stage", choices=["all", "tokenizer", "vae", "vaecheck", "latents", "dit", "export", "eval"])
     ap.add_argument("--work", default=os.path.join(HERE, "work", "defaultmodel"),
                     help="checkpoints, logs and latents (git-ignored by default)")
     ap.add_argument("--out", default=os.path.join(REPO, "samples", "models", "wan-shapes-tiny"),
@@ -671,6 +764,11 @@ def main(argv: list[str] | None = None) -> int:
             ok = True
         elif s == "vae":
             ok = stage_vae(a, log, stop)
+            if ok and a.stage == "all":
+                stage_vaecheck(a, log)
+        elif s == "vaecheck":
+            stage_vaecheck(a, log)
+            ok = True
         elif s == "latents":
             ok = stage_latents(a, log, stop)
         elif s == "dit":
