@@ -71,6 +71,21 @@ static reel_status cpu_set_option(reel_backend *b, const char *key, const char *
     }
     return REEL_OK;
   }
+  if (strcmp(key, "activations") == 0) {
+    static const struct {
+      const char *name;
+      reel__act_path path;
+    } acts[] = {{"auto", REEL__ACT_AUTO}, {"avx512", REEL__ACT_AVX512}, {"avx2", REEL__ACT_AVX2},
+                {"portable", REEL__ACT_PORTABLE}};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++) {
+      if (strcmp(value, acts[i].name) != 0) continue;
+      if ((acts[i].path == REEL__ACT_AVX512 && !c->have_avx512) || (acts[i].path == REEL__ACT_AVX2 && !c->have_avx2))
+        return reel_error_set(err, REEL_EUNSUPPORTED, "activations", "this CPU lacks %s", value);
+      c->act_path = acts[i].path;
+      return REEL_OK;
+    }
+    return reel_error_set(err, REEL_EINVAL, "activations", "must be auto, avx512, avx2 or portable, got \"%s\"", value);
+  }
   if (strcmp(key, "wrap_host") == 0) {
     /* "off" makes the CPU behave like a device backend for loaders (upload instead of wrapping), for tests. */
     if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)

@@ -11,6 +11,7 @@
 
 #include "cpu_impl.h"
 #include "reel/tensor.h"
+#include "vmath.h"
 
 #define SEG 4096 /* elements per parallel piece of a row */
 #define CH 512   /* elements per staging chunk */
@@ -59,18 +60,12 @@ typedef struct ew_ctx {
   size_t esz[3];
   int64_t inner, segs;     /* inner length, segments per row */
   ew_kind kind;
+  const reel__act_kernels *act; /* SiLU and GELU-tanh (vmath.h) */
 } ew_ctx;
 
-static inline float silu(float v) { return v / (1.0f + expf(-v)); }
-
-static inline float gelu_tanh(float v) {
-  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-  return 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
-}
-
 /* out[i] = f(x[i] (, y[i * ys])) over n elements, all f32; ys is 0 or 1. */
-static void compute_f32(ew_kind kind, float *o, const float *x, const float *y, int64_t ys,
-                        int64_t n) {
+static void compute_f32(const ew_ctx *c, float *o, const float *x, const float *y, int64_t ys, int64_t n) {
+  const ew_kind kind = c->kind;
   switch (kind) {
     case EW_ADD:
       if (ys) {
@@ -89,10 +84,10 @@ static void compute_f32(ew_kind kind, float *o, const float *x, const float *y, 
       }
       break;
     case EW_SILU:
-      for (int64_t i = 0; i < n; i++) o[i] = silu(x[i]);
+      c->act->silu(o, x, n);
       break;
     case EW_GELU:
-      for (int64_t i = 0; i < n; i++) o[i] = gelu_tanh(x[i]);
+      c->act->gelu_tanh(o, x, n);
       break;
     case EW_COPY:
       for (int64_t i = 0; i < n; i++) o[i] = x[i];
@@ -121,7 +116,7 @@ static void ew_piece(void *vctx, int64_t begin, int64_t end, int tid) {
     int fast = c->dt[0] == REEL_F32 && st[0] == 1 && c->dt[1] == REEL_F32 && st[1] == 1;
     if (fast && c->nops == 3) fast = c->dt[2] == REEL_F32 && (st[2] == 1 || st[2] == 0);
     if (fast) {
-      compute_f32(c->kind, (float *)p[0], (const float *)p[1], c->nops == 3 ? (const float *)p[2] : NULL,
+      compute_f32(c, (float *)p[0], (const float *)p[1], c->nops == 3 ? (const float *)p[2] : NULL,
                   c->nops == 3 ? st[2] : 0, n);
       continue;
     }
@@ -141,15 +136,32 @@ static void ew_piece(void *vctx, int64_t begin, int64_t end, int tid) {
           reel__load_row(c->dt[2], p[2] + (size_t)(j * st[2] * (int64_t)c->esz[2]), st[2], m, fy);
         }
       }
-      compute_f32(c->kind, fo, fx, fy, ys, m);
+      compute_f32(c, fo, fx, fy, ys, m);
       reel__store_row(c->dt[0], p[0] + (size_t)(j * st[0] * (int64_t)c->esz[0]), st[0], m, fo);
     }
   }
 }
 
+const reel__act_kernels *reel__cpu_act_kernels(reel_backend *b) {
+  const reel__cpu *cpu = reel__cpu_of(b);
+#if defined(__x86_64__)
+  switch (cpu->act_path) {
+    case REEL__ACT_AUTO: return cpu->have_avx512 ? &reel__act_avx512 : cpu->have_avx2 ? &reel__act_avx2 : &reel__act_portable;
+    case REEL__ACT_AVX512: return &reel__act_avx512;
+    case REEL__ACT_AVX2: return &reel__act_avx2;
+    default: break;
+  }
+#else
+  (void)cpu;
+#endif
+  return &reel__act_portable;
+}
+
 static reel_status run_ew(reel_backend *b, ew_kind kind, const reel_tensor *out, const reel_tensor *x,
                           const reel_tensor *y) {
   ew_ctx c;
+  c.act = reel__cpu_act_kernels(b);
+  if (kind == EW_SILU || kind == EW_GELU) reel__backend_set_path(b, c.act->name);
   const reel_tensor *opsv[3] = {out, x, y};
   c.nops = y ? 3 : 2;
   reel__iter_init(&c.it, out->ndim, out->shape, c.nops, opsv);

@@ -28,7 +28,14 @@ typedef struct reel__cpu {
   reel__gemm_path gemm_path; /* as set by the "matmul" option */
   int have_avx512, have_avx2;
   int attn_path; /* reel__attn_path, as set by the "attention" option */
+  int act_path;  /* reel__act_path, as set by the "activations" option */
 } reel__cpu;
+
+/* SiLU / GELU-tanh implementations ("activations" option; vmath.h). */
+typedef enum reel__act_path { REEL__ACT_AUTO = 0, REEL__ACT_AVX512, REEL__ACT_AVX2, REEL__ACT_PORTABLE } reel__act_path;
+struct reel__act_kernels;
+/* The activation kernels the backend's option and the CPU select. */
+const struct reel__act_kernels *reel__cpu_act_kernels(reel_backend *b);
 
 /* Attention implementations ("attention" option). */
 typedef enum reel__attn_path { REEL__ATTN_AUTO = 0, REEL__ATTN_AVX512, REEL__ATTN_PORTABLE } reel__attn_path;

@@ -3,16 +3,19 @@
  * Row-wise CPU ops over the last dimension: softmax, layer norm, RMS norm. Rows
  * are spread over the pool; each row is computed by one thread with a fixed
  * summation order (16 interleaved partial sums, combined pairwise), so results
- * are identical for every thread count and the loops vectorise.
+ * are identical for every thread count and the loops vectorise. Softmax takes its
+ * exponential from the activation kernels (vmath.h: AVX-512 / AVX2 / libm).
  */
 #include <math.h>
 
 #include "cpu_impl.h"
+#include "vmath.h"
 
 typedef enum row_kind { ROW_SOFTMAX, ROW_LAYER_NORM, ROW_RMS_NORM } row_kind;
 
 typedef struct row_ctx {
   row_kind kind;
+  const reel__act_kernels *act; /* its exp for softmax */
   reel__iter it; /* over x.shape[:-1]: operand 0 = out, 1 = x */
   char *out, *x;
   reel_dtype out_dt, x_dt;
@@ -92,7 +95,8 @@ static void row_fn(void *vctx, int64_t begin, int64_t end, int tid) {
     switch (c->kind) {
       case ROW_SOFTMAX: {
         float m = max16(x, D);
-        for (int64_t i = 0; i < D; i++) o[i] = expf(x[i] - m);
+        for (int64_t i = 0; i < D; i++) o[i] = x[i] - m;
+        c->act->exp(o, o, D);
         float inv = 1.0f / sum16(o, D);
         for (int64_t i = 0; i < D; i++) o[i] *= inv;
         break;
@@ -134,6 +138,7 @@ static reel_status run_rows(reel_backend *b, row_kind kind, const reel_tensor *x
   row_ctx c;
   memset(&c, 0, sizeof c);
   c.kind = kind;
+  c.act = reel__cpu_act_kernels(b);
   c.eps = eps;
   int n = x->ndim;
   c.D = x->shape[n - 1];

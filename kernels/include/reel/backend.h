@@ -82,7 +82,10 @@ int reel_backend_threads(const reel_backend *b);
  * Sets a backend option by name. CPU: "matmul" = "auto" | "avx512" | "avx2" |
  * "openblas" | "portable" chooses the GEMM path (auto picks the fastest present:
  * avx512 > avx2 > openblas > portable); asking for a path this machine or build
- * lacks gives REEL_EUNSUPPORTED; "wrap_host" = "on" (default) | "off" (refuse
+ * lacks gives REEL_EUNSUPPORTED; "activations" = "auto" | "avx512" | "avx2" |
+ * "portable" chooses the SiLU / GELU-tanh kernels likewise (the vector ones use a
+ * polynomial exp within 1 ulp of libm's expf, the portable one expf itself; all agree
+ * within a few ulp); "wrap_host" = "on" (default) | "off" (refuse
  * reel_buffer_wrap_host() like a device backend, so that loaders upload: for
  * tests of the device loading paths). CUDA: "attention" = "auto" | "mma" | "simt" (the
  * bf16 tensor-core kernel for head widths up to 128, or the exact-f32 fallback;
