@@ -169,6 +169,34 @@ def evaluate(a) -> dict:
     return rep
 
 
+def bench(a) -> None:
+    """One default generation as `reel generate` would run it: load the model directory, encode the
+    prompt, denoise with CFG, decode. Prints wall times and the peak RSS of this process."""
+    import resource
+
+    t0 = time.time()
+    from diffusers import WanPipeline
+
+    t_import = time.time() - t0
+    torch.set_num_threads(a.threads)
+    t1 = time.time()
+    pipe = WanPipeline.from_pretrained(a.out, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    t_load = time.time() - t1
+    times = []
+    for i in range(3):
+        t2 = time.time()
+        clip = generate(pipe, [a.bench_prompt], [i], a.steps, a.guidance)
+        times.append(time.time() - t2)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    res = ev.analyse(clip[0])
+    print(f"bench: WanPipeline (PyTorch {torch.__version__}, diffusers, float32 compute from {a.dtype} weights, "
+          f"{a.threads} thread(s)): import {t_import:.2f} s, load {t_load:.2f} s, generate "
+          f"{sd.FRAMES} frames {sd.SIZE}x{sd.SIZE}, {a.steps} steps, CFG {a.guidance}: "
+          f"{', '.join(f'{t:.2f}' for t in times)} s; peak RSS {rss:.0f} MiB; "
+          f"clip analysed as {res['colour']} {res['shape']} {res['motion']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default=os.path.join(HERE, "work", "defaultmodel"))
@@ -186,8 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", default=os.path.join(HERE, "work", "defaultmodel", "eval-heldout"))
     ap.add_argument("--mp4", action="store_true", help="also write MP4s of the clips")
     ap.add_argument("--sheet", help="write a contact sheet PNG of 8 of the clips")
+    ap.add_argument("--bench", action="store_true", help="time one default generation of --out (no export)")
+    ap.add_argument("--bench-prompt", default="a red circle moving to the right")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.bench:
+        bench(a)
+        return 0
     if not a.eval_only:
         export(a)
     if a.eval or a.eval_only:

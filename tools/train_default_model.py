@@ -5,8 +5,11 @@ Stages, each resumable from its checkpoint under --work (git-ignored tools/work/
 
   tokenizer  SentencePiece unigram model trained on the caption grammar's corpus (NFKC + case
              folding), converted to a Hugging Face tokenizer.json in the T5/UMT5 layout.
-  vae        AutoencoderKLWan (4x temporal, 8x spatial compression) on 9-frame windows of clips:
-             L1 (heavier on the shape than on the background) + a small KL term.
+  vae        AutoencoderKLWan (4x temporal, 8x spatial compression): first on single frames (the
+             causal VAE's first-chunk path, run as exact 2-D convolutions), then on whole 17-frame
+             clips (shorter clips leave the later chunks' feature caches untrained, and their
+             reconstructions drift). L1 + L2 (heavier on the shape than on the background) + a
+             small KL term. `vaecheck` scores reconstructions with the evaluator.
   latents    encodes a fixed, seeded set of 17-frame training clips with the VAE (posterior mean and
              std), and the per-channel latent mean/std that become vae.config.latents_mean/std.
   dit        UMT5 encoder + WanTransformer3DModel trained jointly with rectified flow, exactly as
@@ -81,8 +84,9 @@ SCHEDULER_CONFIG = {
 DEFAULTS = dict(
     seed=0,
     vocab_size=1000,
-    vae_img_steps=3000, vae_img_batch=8, vae_img_lr=6e-4,
-    vae_steps=800, vae_batch=4, vae_frames=9, vae_lr=3e-4, vae_kl=1e-4, vae_bf16=1,
+    vae_img_steps=6000, vae_img_batch=8, vae_img_lr=6e-4,
+    vae_steps=4000, vae_short_steps=800, vae_short_frames=9, vae_short_batch=4,
+    vae_batch=2, vae_frames=17, vae_lr=3e-4, vae_kl=1e-4, vae_bf16=1,
     latent_clips=6000,
     dit_steps=8000, dit_batch=32, dit_lr=4e-4, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
 )
@@ -286,19 +290,26 @@ def vae_decode_raw(vae, z: torch.Tensor) -> torch.Tensor:
 def vae_batch(a, step: int):
     """Image phase (step < vae_img_steps): single 64x64 frames, so the convolutions learn the spatial
     code cheaply (Wan's VAE is also trained on images first; a single frame takes the first-chunk
-    path of the causal VAE). Video phase: 9-frame windows; three steps in four use 32x32 crops
-    around the shape (8 clips at a quarter of the cost of full frames: the convolutions do not care),
-    the fourth full 64x64 frames (2 clips) so the attention at the lowest resolution sees whole frames.
+    path of the causal VAE). Video phase: first `vae_short_steps` on 9-frame windows (cheaper, to
+    learn the temporal taps), then `vae_frames`-frame clips (17, as generated: the feature caches
+    must be trained over as many chunks as inference runs, or later frames drift); three steps in
+    four use 32x32 crops around the shape (2 * batch clips at a quarter of the cost of full frames:
+    the convolutions do not care), the fourth full 64x64 frames (batch / 2 clips) so that the
+    attention at the lowest resolution sees whole frames.
 
     Returns (x [B,3,T,H,W] in [-1,1], per-pixel loss weights [B,1,T,H,W]: 5 on the shape, 1 elsewhere)."""
     rng = step_rng(a.seed, "vae", step)
     combos = sd.train_combos()
     if step < a.vae_img_steps:
         n, frames, crop = a.vae_img_batch, 1, sd.SIZE
-    elif step % 4 == 3:
-        n, frames, crop = max(1, a.vae_batch // 2), a.vae_frames, sd.SIZE
     else:
-        n, frames, crop = a.vae_batch * 2, a.vae_frames, 32
+        short = step < a.vae_img_steps + a.vae_short_steps
+        batch = a.vae_short_batch if short else a.vae_batch
+        frames = a.vae_short_frames if short else a.vae_frames
+        if step % 4 == 3:
+            n, crop = max(1, batch // 2), sd.SIZE
+        else:
+            n, crop = batch * 2, 32
     clips, weights = [], []
     for _ in range(n):
         c, s, m = rng.choice(combos)
@@ -365,9 +376,14 @@ def check_single_frame_convs(vae, log: Log) -> None:
 
 
 def vae_lr(a, step: int) -> float:
+    """Cosine with warm-up over the image phase; over the short-clip phase; then (warm restart) the
+    cosine of the whole video phase continues for the full-length clips."""
     if step < a.vae_img_steps:
         return lr_at(step, a.vae_img_steps, a.vae_img_lr, 50)
-    return lr_at(step - a.vae_img_steps, a.vae_steps, a.vae_lr, 50)
+    v = step - a.vae_img_steps
+    if v < a.vae_short_steps:
+        return lr_at(v, a.vae_short_steps, a.vae_lr, 50)
+    return lr_at(v, a.vae_steps, a.vae_lr, 50)
 
 
 def stage_vae(a, log: Log, stop: Stop) -> bool:
@@ -390,7 +406,8 @@ def stage_vae(a, log: Log, stop: Stop) -> bool:
         log(f"vae: done already ({step} steps)")
         return True
     log(f"vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M params, from step {step} to {total} "
-        f"({a.vae_img_steps} on images, then {a.vae_steps} on 9-frame clips)")
+        f"({a.vae_img_steps} on images, then {a.vae_steps} on clips: {a.vae_short_steps} of "
+        f"{a.vae_short_frames} frames, the rest of {a.vae_frames})")
     check_single_frame_convs(vae, log)
     vae.train()
     t_last, t_ck, acc = time.time(), time.time(), []
