@@ -326,7 +326,7 @@ def find_clip(folder: str, row: dict) -> str | None:
     return None
 
 
-def evaluate_folder(prompts: str, clips: str) -> dict:
+def read_prompts(prompts: str) -> list[dict]:
     rows = []
     with open(prompts) as f:
         for i, line in enumerate(f):
@@ -337,6 +337,43 @@ def evaluate_folder(prompts: str, clips: str) -> dict:
                 rows.append(json.loads(line))
             else:
                 rows.append({"id": f"{i:03d}", "prompt": line})
+    return rows
+
+
+def generate_with_reel(rows: list[dict], clips: str, reel: str, model: str | None, jobs: int, threads: int,
+                       extra: list[str]) -> None:
+    """Generate every row's clip that is not in `clips` yet with `reel generate` (reel's C runtime):
+    the row's "seed" (or its index) as the noise seed, CRF 12 so that compression does not decide
+    a score. Runs `jobs` processes of `threads` threads at a time; any failure stops the run."""
+    import concurrent.futures as cf
+    import time
+
+    os.makedirs(clips, exist_ok=True)
+    todo = [(i, r) for i, r in enumerate(rows) if find_clip(clips, r) is None]
+
+    def one(item):
+        i, row = item
+        out = os.path.join(clips, row["id"] + ".mp4")
+        tmp = out + ".part.mp4"
+        cmd = [reel, "generate", "-q", "--seed", str(row.get("seed", i)), "--crf", "12",
+               "--threads", str(threads), "-o", tmp] + (["--model", model] if model else []) + extra + [row["prompt"]]
+        t0 = time.time()
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: exit {res.returncode}: {res.stderr.strip()}")
+        os.replace(tmp, out)
+        return time.time() - t0
+
+    t0 = time.time()
+    with cf.ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        times = list(ex.map(one, todo))
+    if todo:
+        print(f"generated {len(todo)} clips with {reel} in {time.time() - t0:.1f} s "
+              f"({np.mean(times):.2f} s per clip per process, {jobs} process(es) x {threads} thread(s))")
+
+
+def evaluate_folder(prompts: str, clips: str, rows: list[dict] | None = None) -> dict:
+    rows = rows if rows is not None else read_prompts(prompts)
     preds = []
     for row in rows:
         path = find_clip(clips, row)
@@ -381,7 +418,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write the full report (per clip) as JSON here")
     ap.add_argument("--selftest", action="store_true",
                     help="score ground-truth renders of the held-out prompts, in memory and through MP4")
-    ap.add_argument("--count", type=int, help="selftest: only the first N prompts")
+    ap.add_argument("--count", type=int, help="only the first N prompts")
+    ap.add_argument("--reel", metavar="BINARY",
+                    help="first generate the missing clips with this reel binary (`reel generate`, C runtime)")
+    ap.add_argument("--model", help="--reel: the model (name or folder); default: reel's default model")
+    ap.add_argument("--jobs", type=int, default=2, help="--reel: generations at a time (default 2)")
+    ap.add_argument("--threads", type=int, default=1, help="--reel: threads per generation (default 1)")
+    ap.add_argument("--reel-arg", action="append", default=[],
+                    help="--reel: one more argument for `reel generate` (repeatable, e.g. --reel-arg=--steps=10)")
     ap.add_argument("--min-accuracy", type=float,
                     help="exit with status 1 if the attribute accuracy is below this fraction")
     args = ap.parse_args(argv)
@@ -397,7 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not args.prompts or not args.clips:
             ap.error("--prompts and --clips are required (or --selftest)")
-        rep = evaluate_folder(args.prompts, args.clips)
+        rows = read_prompts(args.prompts)
+        if args.count:
+            rows = rows[:args.count]
+        if args.reel:
+            generate_with_reel(rows, args.clips, args.reel, args.model, args.jobs, args.threads, args.reel_arg)
+        rep = evaluate_folder(args.prompts, args.clips, rows)
         print(summary_text(rep))
         if args.out:
             with open(args.out, "w") as f:

@@ -59,6 +59,8 @@ def build_pipeline(work: str, shift: float, use_ema: bool = True):
     vae = tdm.new_vae(latents_mean=[float(v) for v in dit["latent_mean"]],
                       latents_std=[float(v) for v in dit["latent_std"]])
     vae.load_state_dict(torch.load(os.path.join(work, "vae.pt"), weights_only=False)["model"])
+    if os.path.exists(os.path.join(work, "vaedec.pt")):  # fine-tuned decoder, same encoder
+        vae.load_state_dict(torch.load(os.path.join(work, "vaedec.pt"), weights_only=False)["model"])
     te = tdm.new_text_encoder(len(tok))
     te.load_state_dict(dit["ema_te" if use_ema else "te"])
     tr = tdm.new_transformer()
@@ -94,6 +96,9 @@ def export(a) -> None:
     pipe.save_pretrained(a.out, safe_serialization=True)
     for m in (pipe.text_encoder, pipe.transformer, pipe.vae):
         m.to(torch.float32)
+    with open(os.path.join(a.out, "reel.json"), "w") as f:
+        json.dump(REEL_JSON, f, indent=1)
+        f.write("\n")
     # The tokenizer files exactly as trained (save_pretrained may re-serialise tokenizer.json).
     tdir = os.path.join(a.out, "tokenizer")
     shutil.rmtree(tdir)
@@ -131,6 +136,44 @@ def export(a) -> None:
     for p, r, g in zip(prompts, ref, got):
         print(f"  {p!r}: f32 {ev.analyse(r)['motion']}/{ev.analyse(r)['colour']}/{ev.analyse(r)['shape']}, "
               f"{a.dtype} {ev.analyse(g)['motion']}/{ev.analyse(g)['colour']}/{ev.analyse(g)['shape']}")
+
+
+# reel.json: the generation defaults reel applies to this folder (see docs/models.md).
+REEL_JSON = {"width": sd.SIZE, "height": sd.SIZE, "frames": sd.FRAMES, "fps": float(sd.FPS), "steps": DEFAULT_STEPS,
+             "guidance": DEFAULT_GUIDANCE, "shift": DEFAULT_SHIFT, "sampler": "unipc"}
+# Prompts and seeds of the C-runtime parity fixture (tests/pipeline/test_default_model.c).
+REFERENCE_CALLS = [("a red circle moving to the right", 7), ("a yellow star spinning on a black background", 11)]
+
+
+def reference(a) -> None:
+    """Parity fixture for reel's C runtime: diffusers' WanPipeline on the exported folder (float32
+    compute from the 16-bit weights, as reel computes), initial latents from tools/philox.py (the
+    noise `reel generate --seed` makes), frames as uint8 the way diffusers' export_to_video converts."""
+    import philox
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+    from safetensors.numpy import save_file
+
+    pipe = WanPipeline.from_pretrained(a.out, torch_dtype=torch.float32)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=REEL_JSON["shift"])
+    pipe.set_progress_bar_config(disable=True)
+    vs, vt = pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal
+    t, calls = {}, []
+    for i, (prompt, seed) in enumerate(REFERENCE_CALLS):
+        args = dict(prompt=prompt, height=REEL_JSON["height"], width=REEL_JSON["width"],
+                    num_frames=REEL_JSON["frames"], num_inference_steps=REEL_JSON["steps"],
+                    guidance_scale=REEL_JSON["guidance"])
+        shape = (pipe.transformer.config.in_channels, (args["num_frames"] - 1) // vt + 1,
+                 args["height"] // vs, args["width"] // vs)
+        lat0 = philox.normal_batch([seed], shape)
+        frames = np.asarray(pipe(**args, latents=torch.from_numpy(lat0), output_type="np").frames, np.float32)
+        t[f"call{i}.latents_init"] = lat0
+        t[f"call{i}.frames_u8"] = (frames * 255).astype(np.uint8)
+        calls.append(dict(args, seed=seed))
+        print(f"reference: call {i}: {prompt!r} seed {seed}: analysed as {ev.analyse(t[f'call{i}.frames_u8'][0])}")
+    os.makedirs(os.path.dirname(os.path.abspath(a.reference)), exist_ok=True)
+    save_file(t, a.reference, metadata={"calls": json.dumps(calls), "model": os.path.basename(a.out.rstrip("/")),
+                                        "shift": str(REEL_JSON["shift"])})
+    print(f"reference: {a.reference}")
 
 
 def evaluate(a) -> dict:
@@ -215,11 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mp4", action="store_true", help="also write MP4s of the clips")
     ap.add_argument("--sheet", help="write a contact sheet PNG of 8 of the clips")
     ap.add_argument("--bench", action="store_true", help="time one default generation of --out (no export)")
+    ap.add_argument("--reference", metavar="FILE",
+                    help="write the C-runtime parity fixture for --out to FILE (no export)")
     ap.add_argument("--bench-prompt", default="a red circle moving to the right")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.bench:
         bench(a)
+        return 0
+    if a.reference:
+        reference(a)
         return 0
     if not a.eval_only:
         export(a)

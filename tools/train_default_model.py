@@ -56,8 +56,8 @@ MAX_SEQ = 512  # WanPipeline's max_sequence_length default: prompt embeddings ar
 # ----------------------------------------------------------------------------- configuration
 
 VAE_CONFIG = dict(
-    base_dim=16, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=1, attn_scales=[],
-    temperal_downsample=[False, True, True], dropout=0.0,
+    base_dim=16, z_dim=16, dim_mult=[1, 2, 4], num_res_blocks=1, attn_scales=[],
+    temperal_downsample=[True, True], dropout=0.0,
 )
 UMT5_CONFIG = dict(
     d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=0, num_heads=4,
@@ -84,11 +84,12 @@ SCHEDULER_CONFIG = {
 DEFAULTS = dict(
     seed=0,
     vocab_size=1000,
-    vae_img_steps=6000, vae_img_batch=8, vae_img_lr=6e-4,
-    vae_steps=4000, vae_short_steps=800, vae_short_frames=9, vae_short_batch=4,
+    vae_img_steps=3000, vae_img_batch=8, vae_img_lr=6e-4,
+    vae_steps=1500, vae_short_steps=300, vae_short_frames=9, vae_short_batch=4,
     vae_batch=2, vae_frames=17, vae_lr=3e-4, vae_kl=1e-4, vae_bf16=1,
     latent_clips=6000,
-    dit_steps=8000, dit_batch=32, dit_lr=4e-4, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
+    vaedec_steps=3000, vaedec_lr=2e-4,
+    dit_steps=5000, dit_batch=24, dit_lr=4e-4, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
 )
 
 
@@ -446,10 +447,72 @@ def stage_vae(a, log: Log, stop: Stop) -> bool:
     return step >= total
 
 
-def load_vae(a):
+def load_vae(a, decoder: bool = True):
+    """The trained VAE; with `decoder`, the fine-tuned decoder of `vaedec` where it exists (the
+    encoder, and so the latent space, is the same in both)."""
     vae = new_vae()
     vae.load_state_dict(torch.load(os.path.join(a.work, "vae.pt"), weights_only=False)["model"])
+    dec = os.path.join(a.work, "vaedec.pt")
+    if decoder and os.path.exists(dec):
+        vae.load_state_dict(torch.load(dec, weights_only=False)["model"])
     return vae.eval()
+
+
+def stage_vaedec(a, log: Log, stop: Stop) -> bool:
+    """Fine-tune the decoder (and post_quant_conv) with the encoder frozen. The latents the
+    transformer learns do not change, so this can run after (or beside) the transformer training;
+    it only has to backpropagate through the decoder, so its steps are cheaper."""
+    ck = os.path.join(a.work, "vaedec.pt")
+    vae = load_vae(a, decoder=False)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    opt = torch.optim.AdamW(params, lr=a.vaedec_lr, betas=(0.9, 0.99), weight_decay=0.0)
+    step = 0
+    if os.path.exists(ck):
+        st = torch.load(ck, weights_only=False)
+        vae.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
+    if step >= a.vaedec_steps:
+        log(f"vaedec: done already ({step} steps)")
+        return True
+    log(f"vaedec: decoder fine-tuning from step {step} to {a.vaedec_steps}")
+    vae.decoder.train()
+    base = a.vae_img_steps + a.vae_short_steps + 1  # vae_batch's full-length clip settings
+    t_last, t_ck, acc = time.time(), time.time(), []
+
+    def save():
+        save_atomic({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, ck)
+
+    while step < a.vaedec_steps and not stop:
+        x, w = vae_batch(a, base + 100000 + step)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, a.vaedec_steps, a.vaedec_lr, 50)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.vae_bf16)):
+            mu, logvar = vae._encode(x).float().chunk(2, dim=1)
+        z = mu + torch.randn(mu.shape, generator=step_gen(a.seed, "vaedec", step)) * (0.5 * logvar.clamp(-30, 20)).exp()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.vae_bf16)):
+            y = vae_decode_raw(vae, z).float()
+        d = y - x
+        rec = (d.abs() * w).mean() / w.mean()
+        mse = (d * d * w).mean() / w.mean()
+        loss = rec + mse
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        acc.append((rec.item(), mse.item()))
+        if step % 25 == 0 or step == a.vaedec_steps:
+            r, m2 = np.mean(acc, 0)
+            log(f"vaedec step {step}/{a.vaedec_steps} l1 {r:.4f} l2 {m2:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"{(time.time() - t_last) / len(acc):.2f}s/step")
+            acc, t_last = [], time.time()
+        if time.time() - t_ck > 300:
+            save()
+            t_ck = time.time()
+    save()
+    log(f"vaedec: checkpoint at step {step}")
+    return step >= a.vaedec_steps
 
 
 def stage_vaecheck(a, log: Log, count: int = 48) -> dict:
@@ -500,7 +563,7 @@ def stage_latents(a, log: Log, stop: Stop) -> bool:
     elif os.path.exists(part):
         st = torch.load(part, weights_only=False)
         data = {"mu": list(st["mu"].split(1)), "std": list(st["std"].split(1)), "attrs": st["attrs"], "n": st["n"]}
-    vae = load_vae(a)
+    vae = load_vae(a, decoder=False)
     log(f"latents: encoding clips {data['n']}..{a.latent_clips}")
     t0, t_ck = time.time(), time.time()
 
@@ -750,7 +813,8 @@ def run_script(log: Log, args: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["all", "tokenizer", "vae", "vaecheck", "latents", "dit", "export", "eval"])
+    ap.add_argument("stage", choices=["all", "tokenizer", "vae", "vaecheck", "latents", "dit", "vaedec", "export",
+                                      "eval"])
     ap.add_argument("--work", default=os.path.join(HERE, "work", "defaultmodel"),
                     help="checkpoints, logs and latents (git-ignored by default)")
     ap.add_argument("--out", default=os.path.join(REPO, "samples", "models", "wan-shapes-tiny"),
@@ -771,7 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(cfg_path, "w") as f:
         json.dump(vars(a), f, indent=1)
 
-    stages = ["tokenizer", "vae", "latents", "dit", "export", "eval"] if a.stage == "all" else [a.stage]
+    stages = (["tokenizer", "vae", "latents", "dit", "vaedec", "vaecheck", "export", "eval"] if a.stage == "all"
+              else [a.stage])
     for s in stages:
         if stop:
             break
@@ -790,6 +855,8 @@ def main(argv: list[str] | None = None) -> int:
             ok = stage_latents(a, log, stop)
         elif s == "dit":
             ok = stage_dit(a, log, stop)
+        elif s == "vaedec":
+            ok = stage_vaedec(a, log, stop)
         elif s == "export":
             ok = run_script(log, [os.path.join(HERE, "export_default_model.py"), "--work", a.work, "--out", a.out])
         else:
