@@ -36,7 +36,7 @@ static void on_event(void *ud, const json_t *ev) {
 
 int main(int argc, char **argv) {
   const char *broker = getenv("REEL_BROKER"), *prompt = NULL;
-  long frames = 16, seed = -1;
+  long frames = 0, seed = -1; /* 0: the model's default */
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--broker") && i + 1 < argc)
       broker = argv[++i];
@@ -69,7 +69,8 @@ int main(int argc, char **argv) {
   }
 
   /* The job spec: a JSON object. Unknown fields are rejected by the broker, naming the field. */
-  json_t *spec = json_pack("{s:s, s:I}", "prompt", prompt, "frames", (json_int_t)frames);
+  json_t *spec = json_pack("{s:s}", "prompt", prompt);
+  if (frames > 0) json_object_set_new(spec, "frames", json_integer(frames));
   if (seed >= 0) json_object_set_new(spec, "seed", json_integer(seed));
 
   json_t *accepted = NULL, *job = NULL;

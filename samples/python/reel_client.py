@@ -6,7 +6,7 @@ Written from docs/protocol.md alone: it submits one job to a reel broker, follow
 its events (queue position, progress, state changes) and prints the final job
 record as JSON on stdout. Progress goes to stderr.
 
-    python3 reel_client.py --broker tcp://127.0.0.1:5555 --frames 16 "a red circle"
+    python3 reel_client.py --broker tcp://127.0.0.1:5555 --seed 7 "a red circle moving to the right"
     python3 reel_client.py --broker ... --broker-key keys/broker.pub --key me.key "..."
 
 Exit status: 0 when the job succeeded, 1 when it failed/was canceled/expired or

@@ -145,6 +145,9 @@ static inline int qe_start_worker(qenv *e, const char *name, ...) {
   argv[n++] = "--heartbeat-ms";
   argv[n++] = QE_HEARTBEAT;
   argv[n++] = "-v";
+  /* The queue tests run the test pattern; a --model among the extra arguments adds to it. */
+  argv[n++] = "--model";
+  argv[n++] = "builtin:testsrc";
   va_list ap;
   va_start(ap, name);
   const char *a;

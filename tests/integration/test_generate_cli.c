@@ -101,7 +101,7 @@ static void test_generate_mp4(void **state) {
 static void test_size_frames_fps_follow_flags(void **state) {
   fixture *f = *state;
   char *out = NULL;
-  int rc = run_reel(f, "generate -q --size 176x144 --frames 7 --fps 29.97 --seed 3 -o small.mp4 x", 1, &out);
+  int rc = run_reel(f, "generate -q --model builtin:testsrc --size 176x144 --frames 7 --fps 29.97 --seed 3 -o small.mp4 x", 1, &out);
   if (rc != 0) fail_msg("reel generate exited %d: %s", rc, out);
   assert_string_equal(out, ""); /* -q: nothing on stdout or stderr */
   free(out);
@@ -129,7 +129,7 @@ static void test_codecs_and_bitrate(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char args[256], *out = NULL;
-    snprintf(args, sizeof args, "generate -q --size 128x96 --frames 5 %s -o %s p", cases[i].args, cases[i].file);
+    snprintf(args, sizeof args, "generate -q --model builtin:testsrc --size 128x96 --frames 5 %s -o %s p", cases[i].args, cases[i].file);
     int rc = run_reel(f, args, 1, &out);
     if (rc != 0) fail_msg("reel %s exited %d: %s", args, rc, out);
     assert_string_equal(out, ""); /* -q: no encoder chatter (x265, SVT-AV1) either */
@@ -182,7 +182,7 @@ static void test_poster_and_preview(void **state) {
 
 static json_t *generate_json(const fixture *f, const char *args) {
   char cmd[2600], *out = NULL;
-  snprintf(cmd, sizeof cmd, "generate --json %s", args);
+  snprintf(cmd, sizeof cmd, "generate --json --model builtin:testsrc %s", args);
   int rc = run_reel(f, cmd, 0, &out);
   if (rc != 0) fail_msg("reel %s exited %d", cmd, rc);
   json_t *o = NULL;

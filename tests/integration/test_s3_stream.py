@@ -78,7 +78,7 @@ def fetch(s3, key, root):
 
 
 def generate(weed, *args):
-    p = subprocess.run([REEL, "generate", "--json", *args], env=weed.env(), capture_output=True, text=True,
+    p = subprocess.run([REEL, "generate", "--json", "--model", "builtin:testsrc", *args], env=weed.env(), capture_output=True, text=True,
                        timeout=240)
     if p.returncode != 0:
         raise AssertionError(f"reel generate {' '.join(args)} exited {p.returncode}: {p.stderr[-800:]}")

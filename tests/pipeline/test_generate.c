@@ -15,6 +15,7 @@
 #include "reel/generate.h"
 #include "reel/sha256.h"
 #include "reel/sink.h"
+#include "reel/testsrc.h"
 #include "testutil.h"
 
 typedef struct {
@@ -52,6 +53,7 @@ static int entries(const char *dir) {
 static void spec_init(reel_jobspec *s, const char *prompt) {
   reel_jobspec_init(s);
   assert_int_equal(reel_jobspec_set_str(&s->prompt, prompt), REEL_OK);
+  assert_int_equal(reel_jobspec_set_str(&s->model, REEL_TESTSRC_MODEL), REEL_OK);
 }
 
 typedef struct {
@@ -187,7 +189,7 @@ static void test_errors_name_job_fields(void **state) {
   spec.codec = REEL_CODEC_H264;
   assert_int_equal(reel_jobspec_set_str(&spec.model, "wan2.1-t2v-14b"), REEL_OK);
   expect_field(f, &spec, REEL_ENOTFOUND, "job.model");
-  assert_int_equal(reel_jobspec_set_str(&spec.model, NULL), REEL_OK);
+  assert_int_equal(reel_jobspec_set_str(&spec.model, REEL_TESTSRC_MODEL), REEL_OK);
   assert_int_equal(reel_jobspec_set_str(&spec.prompt, NULL), REEL_OK);
   expect_field(f, &spec, REEL_EINVAL, "job.prompt");
   assert_int_equal(reel_jobspec_set_str(&spec.prompt, "p"), REEL_OK);

@@ -238,6 +238,13 @@ static void test_malformed(void **state) {
   snprintf(cfg, sizeof cfg, "{%s\"temperal_downsample\":[false,true,true],\"attn_scales\":[0.5]}", base);
   write_variant(dir, cfg, NULL, NULL);
   expect_fail(dir, REEL_EUNSUPPORTED, "attn_scales");
+  /* diffusers sizes latents by these: they must agree with the layers (8x spatial, 4x temporal here). */
+  snprintf(cfg, sizeof cfg, "{%s\"temperal_downsample\":[false,true,true],\"scale_factor_spatial\":4}", base);
+  write_variant(dir, cfg, NULL, NULL);
+  expect_fail(dir, REEL_EINVAL, "scale_factor_spatial");
+  snprintf(cfg, sizeof cfg, "{%s\"temperal_downsample\":[false,true,true],\"scale_factor_temporal\":8}", base);
+  write_variant(dir, cfg, NULL, NULL);
+  expect_fail(dir, REEL_EINVAL, "scale_factor_temporal");
   tu_rmtree(dir);
 }
 

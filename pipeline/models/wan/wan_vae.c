@@ -174,6 +174,27 @@ static reel_status parse_config(const char *dir, reel_wan_vae_config *c, reel_er
     goto out;
   }
   for (int i = 0; i < n; i++) c->temperal_downsample[i] = (int)tmp[i];
+  /* diffusers' WanPipeline sizes the latents by scale_factor_spatial/temporal (defaults 8 and 4), not by the
+     layers; a folder whose values disagree with its layers makes diffusers produce another frame size than
+     reel, so it is refused rather than run differently. */
+  {
+    int64_t sf = (int64_t)1 << (c->nlevels - 1), tf = 1, v;
+    for (int i = 0; i < n; i++)
+      if (c->temperal_downsample[i]) tf *= 2;
+    if ((st = reel_json_get_int(root, p, "scale_factor_spatial", REEL_JSON_OPTIONAL, 1, 1024, &v, err))) goto out;
+    if (json_object_get(root, "scale_factor_spatial") && v != sf) {
+      st = reel_error_set(err, REEL_EINVAL, "config.json.scale_factor_spatial",
+                          "is %lld but the layers (dim_mult) downsample by %lld", (long long)v, (long long)sf);
+      goto out;
+    }
+    if ((st = reel_json_get_int(root, p, "scale_factor_temporal", REEL_JSON_OPTIONAL, 1, 1024, &v, err))) goto out;
+    if (json_object_get(root, "scale_factor_temporal") && v != tf) {
+      st = reel_error_set(err, REEL_EINVAL, "config.json.scale_factor_temporal",
+                          "is %lld but the layers (temperal_downsample) downsample by %lld", (long long)v,
+                          (long long)tf);
+      goto out;
+    }
+  }
   if ((st = float_list(root, "latents_mean", c->latents_mean, c->z_dim, err)) ||
       (st = float_list(root, "latents_std", c->latents_std, c->z_dim, err)))
     goto out;
