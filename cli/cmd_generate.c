@@ -339,9 +339,6 @@ int cmd_generate(int argc, char **argv) {
     }
     goto out;
   }
-  if (!spec.model && !quiet && !strcmp(reel_default_model(), "builtin:testsrc"))
-    fprintf(stderr, "reel generate: no --model given: using %s, a test pattern (no default model is shipped yet)\n",
-            reel_default_model());
   if ((latents || dump_latents) && !strcmp(spec.model ? spec.model : reel_default_model(), "builtin:testsrc")) {
     rc = usage_error(latents ? "--latents" : "--dump-latents",
                      "needs a diffusion model (--model DIR), not a test pattern");

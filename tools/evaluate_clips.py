@@ -16,6 +16,8 @@ Clips can be MP4 (or anything the ffmpeg command decodes), folders of PNG frames
 
     python3 tools/evaluate_clips.py --prompts samples/prompts/heldout.jsonl --clips out/heldout
     python3 tools/evaluate_clips.py --selftest          # ground-truth clips: should score ~100%
+    python3 tools/evaluate_clips.py --reel build/cli/reel --prompts samples/prompts/heldout.jsonl \
+        --clips out/heldout --min-accuracy 0.9         # generate with reel's C runtime, then score
 
 A clip for prompt row {"id": "h000", ...} is found as <clips>/h000.mp4, <clips>/h000.npy or the PNG
 folder <clips>/h000/ (or the row's "clip" field, relative to <clips>).
@@ -341,15 +343,15 @@ def read_prompts(prompts: str) -> list[dict]:
 
 
 def generate_with_reel(rows: list[dict], clips: str, reel: str, model: str | None, jobs: int, threads: int,
-                       extra: list[str]) -> None:
-    """Generate every row's clip that is not in `clips` yet with `reel generate` (reel's C runtime):
+                       extra: list[str], keep: bool = False) -> None:
+    """Generate every row's clip (with `keep`, only those not in `clips` yet) with `reel generate` (reel's C runtime):
     the row's "seed" (or its index) as the noise seed, CRF 12 so that compression does not decide
     a score. Runs `jobs` processes of `threads` threads at a time; any failure stops the run."""
     import concurrent.futures as cf
     import time
 
     os.makedirs(clips, exist_ok=True)
-    todo = [(i, r) for i, r in enumerate(rows) if find_clip(clips, r) is None]
+    todo = [(i, r) for i, r in enumerate(rows) if not keep or find_clip(clips, r) is None]
 
     def one(item):
         i, row = item
@@ -426,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="--reel: threads per generation (default 1)")
     ap.add_argument("--reel-arg", action="append", default=[],
                     help="--reel: one more argument for `reel generate` (repeatable, e.g. --reel-arg=--steps=10)")
+    ap.add_argument("--keep", action="store_true", help="--reel: keep clips already in --clips")
+    ap.add_argument("--stride", type=int, default=1, help="only every N-th prompt (after --count)")
+    ap.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the first 8 clips (every 2nd frame)")
     ap.add_argument("--min-accuracy", type=float,
                     help="exit with status 1 if the attribute accuracy is below this fraction")
     args = ap.parse_args(argv)
@@ -444,9 +449,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_prompts(args.prompts)
         if args.count:
             rows = rows[:args.count]
+        rows = rows[::max(1, args.stride)]
         if args.reel:
-            generate_with_reel(rows, args.clips, args.reel, args.model, args.jobs, args.threads, args.reel_arg)
+            generate_with_reel(rows, args.clips, args.reel, args.model, args.jobs, args.threads, args.reel_arg,
+                               args.keep)
         rep = evaluate_folder(args.prompts, args.clips, rows)
+        if args.sheet:
+            pick = [r for r in rows if find_clip(args.clips, r)][:8]
+            sd.contact_sheet([load_clip(find_clip(args.clips, r)) for r in pick],
+                             [r["prompt"] for r in pick]).save(args.sheet)
+            print(f"contact sheet: {args.sheet}")
         print(summary_text(rep))
         if args.out:
             with open(args.out, "w") as f:

@@ -166,8 +166,9 @@ def reference(a) -> None:
                  args["height"] // vs, args["width"] // vs)
         lat0 = philox.normal_batch([seed], shape)
         frames = np.asarray(pipe(**args, latents=torch.from_numpy(lat0), output_type="np").frames, np.float32)
-        t[f"call{i}.latents_init"] = lat0
-        t[f"call{i}.frames_u8"] = (frames * 255).astype(np.uint8)
+        # safetensors.numpy writes an array's memory order: the pipeline's frames are a permuted view
+        t[f"call{i}.latents_init"] = np.ascontiguousarray(lat0)
+        t[f"call{i}.frames_u8"] = np.ascontiguousarray((frames * 255).astype(np.uint8))
         calls.append(dict(args, seed=seed))
         print(f"reference: call {i}: {prompt!r} seed {seed}: analysed as {ev.analyse(t[f'call{i}.frames_u8'][0])}")
     os.makedirs(os.path.dirname(os.path.abspath(a.reference)), exist_ok=True)

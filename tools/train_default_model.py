@@ -5,7 +5,7 @@ Stages, each resumable from its checkpoint under --work (git-ignored tools/work/
 
   tokenizer  SentencePiece unigram model trained on the caption grammar's corpus (NFKC + case
              folding), converted to a Hugging Face tokenizer.json in the T5/UMT5 layout.
-  vae        AutoencoderKLWan (4x temporal, 8x spatial compression): first on single frames (the
+  vae        AutoencoderKLWan (4x temporal, 4x spatial compression): first on single frames (the
              causal VAE's first-chunk path, run as exact 2-D convolutions), then on whole 17-frame
              clips (shorter clips leave the later chunks' feature caches untrained, and their
              reconstructions drift). L1 + L2 (heavier on the shape than on the background) + a
@@ -16,6 +16,8 @@ Stages, each resumable from its checkpoint under --work (git-ignored tools/work/
              WanPipeline samples: x_t = (1-s) x0 + s noise, target noise - x0, timestep = 1000 s,
              s drawn from the shifted schedule, prompt embeddings zeroed past each prompt's length
              and padded to 512 tokens, the caption dropped to "" 10% of the time for CFG.
+  vaedec     fine-tunes the VAE decoder on 17-frame clips with the encoder (so the latents) frozen.
+  vaecheck   scores ground-truth clips through the VAE with the evaluator.
   export     writes the diffusers WanPipeline layout in 16-bit (calls export_default_model.py).
   eval       generates the held-out prompts with diffusers' WanPipeline and scores them.
 
@@ -58,6 +60,8 @@ MAX_SEQ = 512  # WanPipeline's max_sequence_length default: prompt embeddings ar
 VAE_CONFIG = dict(
     base_dim=16, z_dim=16, dim_mult=[1, 2, 4], num_res_blocks=1, attn_scales=[],
     temperal_downsample=[True, True], dropout=0.0,
+    # diffusers' WanPipeline sizes latents by these config values, not by the layers: they must match.
+    scale_factor_spatial=4, scale_factor_temporal=4,
 )
 UMT5_CONFIG = dict(
     d_model=128, d_kv=32, d_ff=256, num_layers=2, num_decoder_layers=0, num_heads=4,
@@ -89,7 +93,7 @@ DEFAULTS = dict(
     vae_batch=2, vae_frames=17, vae_lr=3e-4, vae_kl=1e-4, vae_bf16=1,
     latent_clips=6000,
     vaedec_steps=3000, vaedec_lr=2e-4,
-    dit_steps=5000, dit_batch=24, dit_lr=4e-4, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
+    dit_steps=4500, dit_batch=24, dit_lr=4e-4, dit_bf16=1, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
 )
 
 
@@ -776,10 +780,11 @@ def stage_dit(a, log: Log, stop: Stop) -> bool:
         prompts, xt, t, target = dit_batch(a, step, lat, st_lat["n"])
         for gr in opt.param_groups:
             gr["lr"] = lr_at(step, a.dit_steps, a.dit_lr, 300)
-        h, lengths = encode_prompts(tok, te, prompts)
-        holder["bias"] = pad_bias(lengths, h.shape[1])
-        pred = tr(xt, t, h, return_dict=False)[0]
-        loss = F.mse_loss(pred, target)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.dit_bf16)):
+            h, lengths = encode_prompts(tok, te, prompts)
+            holder["bias"] = pad_bias(lengths, h.shape[1])
+            pred = tr(xt, t, h, return_dict=False)[0]
+        loss = F.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

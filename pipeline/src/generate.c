@@ -35,10 +35,11 @@
 #endif
 
 /*
- * The model a spec without "model" runs. Switch to the shipped model's name
- * ("wan-shapes-tiny") once samples/models/wan-shapes-tiny/ is committed.
+ * The model a spec without "model" runs: the small Wan2.1-architecture model
+ * trained by tools/train_default_model.py and shipped in
+ * samples/models/wan-shapes-tiny/ (see its MODEL_CARD.md).
  */
-#define REEL_DEFAULT_MODEL REEL_TESTSRC_MODEL
+#define REEL_DEFAULT_MODEL "wan-shapes-tiny"
 
 #ifndef REEL_MODELS_DIR
 #define REEL_MODELS_DIR "samples/models"

@@ -142,8 +142,8 @@ typedef struct reel_generate_result {
 } reel_generate_result;
 
 /*
- * The model used when a spec names none. builtin:testsrc until the shipped
- * default model (samples/models/, see REEL_DEFAULT_MODEL in generate.c) exists.
+ * The model used when a spec names none: "wan-shapes-tiny", resolved like any
+ * model name ($REEL_MODEL_PATH, then the source tree's samples/models/).
  */
 const char *reel_default_model(void);
 
