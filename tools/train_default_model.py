@@ -93,7 +93,7 @@ DEFAULTS = dict(
     vae_batch=2, vae_frames=17, vae_lr=3e-4, vae_kl=1e-4, vae_bf16=1,
     latent_clips=6000,
     vaedec_steps=3000, vaedec_lr=2e-4,
-    dit_steps=4500, dit_batch=24, dit_lr=4e-4, dit_bf16=1, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
+    dit_steps=10500, dit_batch=24, dit_lr=4e-4, dit_bf16=1, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
 )
 
 
