@@ -374,12 +374,23 @@ def generate_with_reel(rows: list[dict], clips: str, reel: str, model: str | Non
               f"({np.mean(times):.2f} s per clip per process, {jobs} process(es) x {threads} thread(s))")
 
 
-def evaluate_folder(prompts: str, clips: str, rows: list[dict] | None = None) -> dict:
+def evaluate_folder(prompts: str, clips: str, rows: list[dict] | None = None,
+                    sheet: str | None = None) -> dict:
+    """Scores every row's clip in `clips`; with `sheet`, also writes a contact sheet of the first 8 found."""
     rows = rows if rows is not None else read_prompts(prompts)
-    preds = []
+    preds, shown = [], []
     for row in rows:
         path = find_clip(clips, row)
-        preds.append(analyse(load_clip(path)) if path else {"missing": True})
+        if not path:
+            preds.append({"missing": True})
+            continue
+        clip = load_clip(path)
+        preds.append(analyse(clip))
+        if sheet and len(shown) < 8:
+            shown.append((clip, row["prompt"]))
+    if sheet and shown:
+        sd.contact_sheet([c for c, _ in shown], [p for _, p in shown]).save(sheet)
+        print(f"contact sheet: {sheet}")
     return score(rows, preds)
 
 
@@ -453,12 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.reel:
             generate_with_reel(rows, args.clips, args.reel, args.model, args.jobs, args.threads, args.reel_arg,
                                args.keep)
-        rep = evaluate_folder(args.prompts, args.clips, rows)
-        if args.sheet:
-            pick = [r for r in rows if find_clip(args.clips, r)][:8]
-            sd.contact_sheet([load_clip(find_clip(args.clips, r)) for r in pick],
-                             [r["prompt"] for r in pick]).save(args.sheet)
-            print(f"contact sheet: {args.sheet}")
+        rep = evaluate_folder(args.prompts, args.clips, rows, args.sheet)
         print(summary_text(rep))
         if args.out:
             with open(args.out, "w") as f:

@@ -72,6 +72,16 @@ def build_pipeline(work: str, shift: float, use_ema: bool = True):
     return pipe, dit["step"]
 
 
+def load_folder(out: str, shift: float):
+    """The exported folder as a float32 WanPipeline (weights upcast from 16 bits), UniPC with `shift`."""
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+
+    pipe = WanPipeline.from_pretrained(out, torch_dtype=torch.float32)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=shift)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def generate(pipe, prompts: list[str], seeds: list[int], steps: int, guidance: float, frames: int = sd.FRAMES,
              size: int = sd.SIZE, batch: int = 8) -> np.ndarray:
     """uint8 [N,T,H,W,3] clips, `batch` prompts per pipeline call, one seeded generator per prompt."""
@@ -150,12 +160,9 @@ def reference(a) -> None:
     compute from the 16-bit weights, as reel computes), initial latents from tools/philox.py (the
     noise `reel generate --seed` makes), frames as uint8 the way diffusers' export_to_video converts."""
     import philox
-    from diffusers import UniPCMultistepScheduler, WanPipeline
     from safetensors.numpy import save_file
 
-    pipe = WanPipeline.from_pretrained(a.out, torch_dtype=torch.float32)
-    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=REEL_JSON["shift"])
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_folder(a.out, REEL_JSON["shift"])
     vs, vt = pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal
     t, calls = {}, []
     for i, (prompt, seed) in enumerate(REFERENCE_CALLS):
@@ -178,14 +185,11 @@ def reference(a) -> None:
 
 
 def evaluate(a) -> dict:
-    from diffusers import UniPCMultistepScheduler, WanPipeline
-
     torch.set_num_threads(a.threads)
     if a.from_work:
         pipe, _ = build_pipeline(a.work, a.shift)
     else:
-        pipe = WanPipeline.from_pretrained(a.out, torch_dtype=torch.float32)
-        pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=a.shift)
+        pipe = load_folder(a.out, a.shift)
     pipe.set_progress_bar_config(disable=True)
     rows = [json.loads(line) for line in open(a.prompts) if line.strip()]
     if a.count:

@@ -400,14 +400,14 @@ static void handle_incoming(reel_worker_conn *w, reel_wire_msg *m) {
 
 static void flush_progress(reel_worker_conn *w, int64_t now) {
   if (!w->welcomed) return;
-  char *todo[128];
+  char *due[128];
   void *pay[128];
   size_t plen[128];
   int k = 0;
   pthread_mutex_lock(&w->mu);
   for (wc_node *n = w->jobs; n && k < 128; n = n->next) {
     if (n->progress && now - n->progress_sent >= PROGRESS_INTERVAL_MS) {
-      todo[k] = n->progress;
+      due[k] = n->progress;
       pay[k] = n->preview;
       plen[k++] = n->preview_len;
       n->progress = NULL;
@@ -418,10 +418,10 @@ static void flush_progress(reel_worker_conn *w, int64_t now) {
   }
   pthread_mutex_unlock(&w->mu);
   for (int i = 0; i < k; i++) {
-    if (w->sock && reel_wire_send_raw(w->sock, NULL, 0, "PROGRESS", todo[i], strlen(todo[i]), pay[i], plen[i],
+    if (w->sock && reel_wire_send_raw(w->sock, NULL, 0, "PROGRESS", due[i], strlen(due[i]), pay[i], plen[i],
                                       ZMQ_DONTWAIT) == 0)
       w->last_send = reel_now_ms();
-    free(todo[i]);
+    free(due[i]);
     reel_free(pay[i]);
   }
 }

@@ -72,21 +72,6 @@ static int teardown(void **state) {
   return 0;
 }
 
-typedef struct frames {
-  uint8_t *rgb; /* [n, H, W, 3] */
-  int w, h, n, cap;
-} frames;
-
-static reel_status grab(void *user, const uint8_t *rgb, size_t stride, int index, reel_error *err) {
-  (void)err;
-  frames *fr = user;
-  assert_true(index == fr->n && index < fr->cap);
-  for (int y = 0; y < fr->h; y++)
-    memcpy(fr->rgb + ((size_t)index * fr->h + y) * fr->w * 3, rgb + (size_t)y * stride, (size_t)fr->w * 3);
-  fr->n++;
-  return REEL_OK;
-}
-
 static void test_is_default(void **state) {
   (void)state;
   assert_string_equal(reel_default_model(), "wan-shapes-tiny");
@@ -101,13 +86,12 @@ static void test_parity(void **state) {
     assert_int_equal(reel_jobspec_set_str(&spec.prompt, c->prompt), REEL_OK);
     spec.seed = c->seed;
     spec.seed_set = 1;
-    frames fr = {.w = c->width, .h = c->height, .cap = c->frames};
-    fr.rgb = calloc((size_t)c->frames * c->width * c->height * 3, 1);
-    assert_non_null(fr.rgb);
+    wt_frames fr;
+    wt_frames_init(&fr, c->width, c->height, c->frames);
     reel_generate_options o;
     memset(&o, 0, sizeof o);
     o.threads = 2;
-    o.frame = grab;
+    o.frame = wt_grab_frame;
     o.frame_user = &fr;
     char out[600];
     snprintf(out, sizeof out, "%s/default%d.mp4", f->tmp, i);

@@ -105,30 +105,6 @@ static void spec_of(fixture *f, const call *c, reel_jobspec *spec) {
   spec->seed_set = 1;
 }
 
-/* Frames seen before encoding. */
-typedef struct frames {
-  uint8_t *rgb; /* [n, H, W, 3] */
-  int w, h, n, cap;
-} frames;
-
-static reel_status grab(void *user, const uint8_t *rgb, size_t stride, int index, reel_error *err) {
-  (void)err;
-  frames *fr = user;
-  assert_true(index == fr->n && index < fr->cap);
-  for (int y = 0; y < fr->h; y++)
-    memcpy(fr->rgb + ((size_t)index * fr->h + y) * fr->w * 3, rgb + (size_t)y * stride, (size_t)fr->w * 3);
-  fr->n++;
-  return REEL_OK;
-}
-
-static void frames_init(frames *fr, const call *c) {
-  fr->w = c->width;
-  fr->h = c->height;
-  fr->cap = c->frames;
-  fr->n = 0;
-  fr->rgb = calloc((size_t)c->frames * c->width * c->height * 3, 1);
-}
-
 static const uint8_t *ref_u8(fixture *f, const call *c) {
   char name[64];
   snprintf(name, sizeof name, "call%d.frames_u8", c->call);
@@ -162,7 +138,7 @@ static void ycbcr(const uint8_t *p, double *o) {
  * lost; the first also includes what 4:2:0 cannot carry, which for the random
  * tiny model's pixel-sized colour noise caps it near 23 dB even losslessly.
  */
-static void mp4_psnr(const char *path, const frames *fr, double *rgb, double *yuv) {
+static void mp4_psnr(const char *path, const wt_frames *fr, double *rgb, double *yuv) {
   reel_decoder *dec = NULL;
   reel_error err = {0};
   assert_int_equal(reel_decoder_open(path, 1, NULL, &dec, &err), REEL_OK);
@@ -215,14 +191,14 @@ static void test_parity(void **state) {
     const call *c = &f->calls[i];
     reel_jobspec spec;
     spec_of(f, c, &spec);
-    frames fr;
-    frames_init(&fr, c);
+    wt_frames fr;
+    wt_frames_init(&fr, c->width, c->height, c->frames);
     /* x264's CRF 18 (about visually lossless); the default 23 gives ~32 dB on the random model's noise-like frames. */
     spec.crf = 18;
     reel_generate_options o;
     memset(&o, 0, sizeof o);
     o.threads = 2;
-    o.frame = grab;
+    o.frame = wt_grab_frame;
     o.frame_user = &fr;
     char out[600];
     snprintf(out, sizeof out, "%s/parity%d.mp4", f->tmp, i);
@@ -273,12 +249,12 @@ static void test_latents_in_and_dump(void **state) {
 
   reel_jobspec spec;
   spec_of(f, c, &spec);
-  frames fr;
-  frames_init(&fr, c);
+  wt_frames fr;
+  wt_frames_init(&fr, c->width, c->height, c->frames);
   reel_generate_options o;
   memset(&o, 0, sizeof o);
   o.threads = 2;
-  o.frame = grab;
+  o.frame = wt_grab_frame;
   o.frame_user = &fr;
   o.latents_path = in;
   o.dump_latents_path = dump;

@@ -104,3 +104,22 @@ float *wt_download(const reel_tensor *t) {
   if (reel_tensor_download(t, h, n, &err) != REEL_OK) fail_msg("download: %s", err.msg);
   return h;
 }
+
+void wt_frames_init(wt_frames *fr, int w, int h, int cap) {
+  fr->w = w;
+  fr->h = h;
+  fr->cap = cap;
+  fr->n = 0;
+  fr->rgb = calloc((size_t)cap * w * h * 3, 1);
+  assert_non_null(fr->rgb);
+}
+
+reel_status wt_grab_frame(void *user, const uint8_t *rgb, size_t stride, int index, reel_error *err) {
+  (void)err;
+  wt_frames *fr = user;
+  assert_true(index == fr->n && index < fr->cap);
+  for (int y = 0; y < fr->h; y++)
+    memcpy(fr->rgb + ((size_t)index * fr->h + y) * fr->w * 3, rgb + (size_t)y * stride, (size_t)fr->w * 3);
+  fr->n++;
+  return REEL_OK;
+}

@@ -29,4 +29,14 @@ reel_tensor wt_upload(reel_backend *b, int ndim, const int64_t *shape, const flo
 /* A new host array with the tensor's contents (contiguous f32 tensors). */
 float *wt_download(const reel_tensor *t);
 
+/* RGB24 frames copied out of reel_generate's frame callback: rgb is [cap, h, w, 3]. */
+typedef struct wt_frames {
+  uint8_t *rgb;
+  int w, h, n, cap;
+} wt_frames;
+/* Room for cap frames of w x h (zeroed), none received yet. */
+void wt_frames_init(wt_frames *fr, int w, int h, int cap);
+/* A reel_generate_options.frame callback; user is a wt_frames. Frames must arrive in order. */
+reel_status wt_grab_frame(void *user, const uint8_t *rgb, size_t stride, int index, reel_error *err);
+
 #endif

@@ -125,6 +125,16 @@ static reel_status float_list(const json_t *root, const char *key, float *out, i
   return REEL_OK;
 }
 
+/* Pixels per latent of a config's layers: 2 per level below the top, spatially; 2 per temperal_downsample. */
+static int64_t cfg_spatial_factor(const reel_wan_vae_config *c) { return (int64_t)1 << (c->nlevels - 1); }
+
+static int64_t cfg_temporal_factor(const reel_wan_vae_config *c) {
+  int64_t f = 1;
+  for (int i = 0; i < c->nlevels - 1; i++)
+    if (c->temperal_downsample[i]) f *= 2;
+  return f;
+}
+
 static reel_status parse_config(const char *dir, reel_wan_vae_config *c, reel_error *err) {
   char path[4096];
   const char *p = "config.json";
@@ -177,21 +187,19 @@ static reel_status parse_config(const char *dir, reel_wan_vae_config *c, reel_er
   /* diffusers' WanPipeline sizes the latents by scale_factor_spatial/temporal (defaults 8 and 4), not by the
      layers; a folder whose values disagree with its layers makes diffusers produce another frame size than
      reel, so it is refused rather than run differently. */
-  {
-    int64_t sf = (int64_t)1 << (c->nlevels - 1), tf = 1, v;
-    for (int i = 0; i < n; i++)
-      if (c->temperal_downsample[i]) tf *= 2;
-    if ((st = reel_json_get_int(root, p, "scale_factor_spatial", REEL_JSON_OPTIONAL, 1, 1024, &v, err))) goto out;
-    if (json_object_get(root, "scale_factor_spatial") && v != sf) {
-      st = reel_error_set(err, REEL_EINVAL, "config.json.scale_factor_spatial",
-                          "is %lld but the layers (dim_mult) downsample by %lld", (long long)v, (long long)sf);
-      goto out;
-    }
-    if ((st = reel_json_get_int(root, p, "scale_factor_temporal", REEL_JSON_OPTIONAL, 1, 1024, &v, err))) goto out;
-    if (json_object_get(root, "scale_factor_temporal") && v != tf) {
-      st = reel_error_set(err, REEL_EINVAL, "config.json.scale_factor_temporal",
-                          "is %lld but the layers (temperal_downsample) downsample by %lld", (long long)v,
-                          (long long)tf);
+  const struct {
+    const char *key, *layers;
+    int64_t actual;
+  } factors[] = {{"scale_factor_spatial", "dim_mult", cfg_spatial_factor(c)},
+                 {"scale_factor_temporal", "temperal_downsample", cfg_temporal_factor(c)}};
+  for (size_t i = 0; i < sizeof factors / sizeof factors[0]; i++) {
+    int64_t v = factors[i].actual;
+    if ((st = reel_json_get_int(root, p, factors[i].key, REEL_JSON_OPTIONAL, 1, 1024, &v, err))) goto out;
+    if (v != factors[i].actual) {
+      char field[64];
+      snprintf(field, sizeof field, "config.json.%s", factors[i].key);
+      st = reel_error_set(err, REEL_EINVAL, field, "is %lld but the layers (%s) downsample by %lld", (long long)v,
+                          factors[i].layers, (long long)factors[i].actual);
       goto out;
     }
   }
@@ -493,14 +501,9 @@ fail:
 
 const reel_wan_vae_config *reel_wan_vae_get_config(const reel_wan_vae *v) { return &v->cfg; }
 
-int64_t reel_wan_vae_spatial_factor(const reel_wan_vae *v) { return (int64_t)1 << (v->cfg.nlevels - 1); }
+int64_t reel_wan_vae_spatial_factor(const reel_wan_vae *v) { return cfg_spatial_factor(&v->cfg); }
 
-int64_t reel_wan_vae_temporal_factor(const reel_wan_vae *v) {
-  int64_t f = 1;
-  for (int i = 0; i < v->cfg.nlevels - 1; i++)
-    if (v->cfg.temperal_downsample[i]) f *= 2;
-  return f;
-}
+int64_t reel_wan_vae_temporal_factor(const reel_wan_vae *v) { return cfg_temporal_factor(&v->cfg); }
 
 /* ---- running -------------------------------------------------------------------------- */
 
@@ -833,7 +836,7 @@ static int64_t chunk_out_frames(const vae_net *n, int dec, int64_t T) {
 
 static reel_status run_chunk(vae_run *r, vae_net *n, int dec, const reel_tensor *x, reel_tensor *out) {
   reel_status st;
-  int64_t sf = (int64_t)1 << (r->v->cfg.nlevels - 1);
+  int64_t sf = cfg_spatial_factor(&r->v->cfg);
   int64_t To = chunk_out_frames(n, dec, x->shape[0]);
   int64_t H = dec ? x->shape[1] * sf : x->shape[1] / sf, W = dec ? x->shape[2] * sf : x->shape[2] / sf;
   int64_t C = dec ? r->v->cfg.out_channels : 2 * r->v->cfg.z_dim;
