@@ -129,6 +129,8 @@ BG_TEMPLATES = [" on {a} {b} background", " against {a} {b} backdrop", " over {a
 # similar areas at the same radius.
 SHAPE_SCALE = {"circle": 1.0, "square": 0.9, "triangle": 1.3, "star": 1.35}
 STAR_INNER = 0.5
+JITTER = 2.0  # pixels (at 64x64) a canonical shape's placement varies around the frame's centre
+VARIETY = "canonical"  # random_scene's default variety
 
 
 def combos() -> list[tuple[str, str, str]]:
@@ -249,13 +251,45 @@ class Scene:
     size: int = SIZE
 
 
+# Ranges of the scene parameters per variety (radii and distances in pixels at 64x64); see random_scene.
+VARIETIES = {
+    "canonical": {
+        "r": (12.0, 13.5), "bounce_r": (10.5, 11.5), "small": (6.5, 7.5), "big": (13.5, 14.5),
+        "rotate_r": (12.5, 13.5), "dist": (19.0, 23.0), "dist_diag": (15.0, 18.0), "bounce_h": (24.0, 28.0),
+        "bounce_period": (11.0, 13.0), "bounce_phase": (0.0, 0.15), "angle0": (-8.0, 8.0), "spin": (2.5, 3.5),
+    },
+    "wide": {
+        "r": (8.0, 11.0), "bounce_r": (7.0, 9.5), "small": (4.5, 6.0), "big": (13.0, 15.0),
+        "rotate_r": (10.0, 13.0), "dist": (26.0, 36.0), "dist_diag": (20.0, 30.0), "bounce_h": (20.0, 30.0),
+        "bounce_period": (10.0, 14.0), "bounce_phase": (0.0, 1.0), "angle0": (0.0, 360.0), "spin": (4.0, 7.0),
+    },
+}
+
+
 def random_scene(colour: str, shape: str, motion: str, rng: random.Random, background: str | None = None,
-                 frames: int = FRAMES, size: int = SIZE) -> Scene:
-    """Sample position, size and speed for the given attributes. Shapes stay fully inside the frame."""
+                 frames: int = FRAMES, size: int = SIZE, variety: str | None = None) -> Scene:
+    """Sample size, speed and placement for the given attributes. Shapes stay fully inside the frame.
+
+    variety "canonical" (the default, VARIETY): every clip of a (colour, shape, motion, background)
+    is the same up to small variations: a translating shape's path is centred on the frame (within
+    JITTER pixels), anything else sits near the centre, sizes and speeds vary by a few pixels, a
+    rotating shape starts upright and turns clockwise, a bouncing one starts near the floor. The
+    attributes a prompt names then decide the clip almost completely, which is what a model of 2 M
+    parameters trained for a few hours on two CPU cores can learn: where the training clips of one
+    prompt differ a lot (variety "wide": anywhere in the frame, any start angle and phase; the
+    first data of the default model), such a model averages over them and draws a blurred blob.
+    Both varieties draw the same random numbers in the same order, so captions drawn after a scene
+    are the same under either."""
+    variety = variety or VARIETY
+    if variety not in VARIETIES:
+        raise ValueError(f"variety: unknown {variety!r} (known: {', '.join(VARIETIES)})")
+    v = VARIETIES[variety]
+    wide = variety == "wide"
     if background is None:
         background = rng.choice(list(BACKGROUNDS))
     k = size / 64.0
-    r = rng.uniform(8.0, 11.0) * k
+    c = size / 2.0
+    r = rng.uniform(*v["r"]) * k
     r0 = r1 = r
     angle0 = 0.0
     spin = 0.0
@@ -264,49 +298,58 @@ def random_scene(colour: str, shape: str, motion: str, rng: random.Random, backg
     def margin(rad):
         return rad * max(SHAPE_SCALE.values()) + 2 * k
 
+    def place(lo, hi):
+        """A coordinate in [lo, hi]: anywhere ("wide"), or within JITTER of the frame's centre."""
+        if wide:
+            return rng.uniform(lo, hi)
+        return min(max(c + rng.uniform(-JITTER, JITTER) * k, lo), hi)
+
     if motion in DIRECTIONS:
         dx, dy = DIRECTIONS[motion]
         m = margin(r)
         lo, hi = m, size - m
-        if dx != 0 and dy != 0:
-            dist = rng.uniform(20.0, 30.0) * k  # per axis
-        else:
-            dist = rng.uniform(26.0, 36.0) * k
+        dist = rng.uniform(*v["dist_diag" if dx != 0 and dy != 0 else "dist"]) * k  # per axis
         dist = min(dist, hi - lo)
+
         def span(d):
             if d == 0:
-                c = rng.uniform(lo, hi)
-                return c, c
-            start = rng.uniform(lo, hi - dist)
+                p = place(lo, hi)
+                return p, p
+            if wide:
+                start = rng.uniform(lo, hi - dist)
+            else:  # the path's midpoint near the centre
+                start = place(lo + dist / 2, hi - dist / 2) - dist / 2
             return (start, start + dist) if d > 0 else (start + dist, start)
         cx0, cx1 = span(dx)
         cy0, cy1 = span(dy)
     elif motion == "bounce":
-        r0 = r1 = r = rng.uniform(7.0, 9.5) * k
+        r0 = r1 = r = rng.uniform(*v["bounce_r"]) * k
         m = margin(r)
-        cx0 = cx1 = rng.uniform(m, size - m)
-        bh = rng.uniform(20.0, 30.0) * k
+        cx0 = cx1 = place(m, size - m)
+        bh = rng.uniform(*v["bounce_h"]) * k
         bh = min(bh, size - 2 * m)
         cy0 = cy1 = size - m  # the floor
-        bp = rng.uniform(10.0, 14.0)
-        bph = rng.uniform(0.0, 1.0)
+        bp = rng.uniform(*v["bounce_period"])
+        bph = rng.uniform(*v["bounce_phase"])
     elif motion in ("grow", "shrink"):
-        small, big = rng.uniform(4.5, 6.0) * k, rng.uniform(13.0, 15.0) * k
+        small, big = rng.uniform(*v["small"]) * k, rng.uniform(*v["big"]) * k
         r0, r1 = (small, big) if motion == "grow" else (big, small)
         m = margin(big)
-        cx0 = cx1 = rng.uniform(m, size - m)
-        cy0 = cy1 = rng.uniform(m, size - m)
+        cx0 = cx1 = place(m, size - m)
+        cy0 = cy1 = place(m, size - m)
     elif motion == "rotate":
-        r0 = r1 = r = rng.uniform(10.0, 13.0) * k
+        r0 = r1 = r = rng.uniform(*v["rotate_r"]) * k
         m = margin(r)
-        cx0 = cx1 = rng.uniform(m, size - m)
-        cy0 = cy1 = rng.uniform(m, size - m)
-        spin = rng.uniform(4.0, 7.0) * rng.choice([-1, 1])
-        angle0 = rng.uniform(0.0, 360.0)
+        cx0 = cx1 = place(m, size - m)
+        cy0 = cy1 = place(m, size - m)
+        spin = rng.uniform(*v["spin"])
+        direction = rng.choice([-1, 1])
+        spin *= direction if wide else 1
+        angle0 = rng.uniform(*v["angle0"])
     elif motion == "still":
         m = margin(r)
-        cx0 = cx1 = rng.uniform(m, size - m)
-        cy0 = cy1 = rng.uniform(m, size - m)
+        cx0 = cx1 = place(m, size - m)
+        cy0 = cy1 = place(m, size - m)
     else:
         raise ValueError(f"motion: unknown {motion!r} (known: {', '.join(MOTIONS)})")
     return Scene(colour, shape, motion, background, cx0, cy0, cx1, cy1, r0, r1, angle0, spin, bp, bh, bph,

@@ -87,6 +87,7 @@ SCHEDULER_CONFIG = {
 
 DEFAULTS = dict(
     seed=0,
+    variety="canonical",  # shapes_data variety of every clip the VAE and the transformer see
     vocab_size=1000,
     vae_img_steps=3000, vae_img_batch=8, vae_img_lr=6e-4,
     vae_steps=1500, vae_short_steps=300, vae_short_frames=9, vae_short_batch=4,
@@ -743,14 +744,18 @@ def stage_dit(a, log: Log, stop: Stop) -> bool:
     params = list(te.parameters()) + list(tr.parameters())
     opt = torch.optim.AdamW(params, lr=a.dit_lr, betas=(0.9, 0.99), weight_decay=0.01)
     step = 0
-    if os.path.exists(ck):
-        st = torch.load(ck, weights_only=False)
+    init = ck if os.path.exists(ck) else a.dit_init
+    if init:
+        st = torch.load(init, weights_only=False)
         te.load_state_dict(st["te"])
         tr.load_state_dict(st["tr"])
         ema_te.load_state_dict(st["ema_te"])
         ema_tr.load_state_dict(st["ema_tr"])
         opt.load_state_dict(st["opt"])
-        step = st["step"]
+        if init == ck:
+            step = st["step"]
+        else:  # fine-tuning: new schedule and new batches from step 0, the weights and moments kept
+            log(f"dit: starting from the weights of {init} (its step {st['step']})")
     else:
         ema_te.load_state_dict(te.state_dict())
         ema_tr.load_state_dict(tr.state_dict())
@@ -825,12 +830,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=os.path.join(REPO, "samples", "models", "wan-shapes-tiny"),
                     help="where export writes the model")
     ap.add_argument("--minutes", type=float, help="stop (after a checkpoint) after this many minutes")
+    ap.add_argument("--dit-init", help="dit: start from this dit.pt's weights (a new schedule from step 0) "
+                    "when --work has no dit.pt yet; fine-tunes a transformer on new latents")
     # One thread: on this shared 2-core machine two OpenMP threads wait on each other at every
     # barrier and run 4-6x slower than one.
     ap.add_argument("--threads", type=int, default=1)
     for k, v in DEFAULTS.items():
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
     a = ap.parse_args(argv)
+    if a.variety not in sd.VARIETIES:
+        ap.error(f"--variety: unknown {a.variety!r} (known: {', '.join(sd.VARIETIES)})")
+    sd.VARIETY = a.variety
     torch.set_num_threads(a.threads)
     os.makedirs(a.work, exist_ok=True)
     log = Log(os.path.join(a.work, "train.log"))
