@@ -49,6 +49,7 @@ COLOURS: dict[str, tuple[tuple[int, int, int], list[str]]] = {
     "pink": ((255, 110, 190), ["pink", "rose", "fuchsia"]),
 }
 
+DEFAULT_BACKGROUND = "grey"  # what a caption that names no background shows (train_default_model --default-bg)
 BACKGROUNDS: dict[str, tuple[tuple[int, int, int], list[str]]] = {
     "black": ((12, 12, 12), ["black", "dark"]),
     "grey": ((70, 70, 70), ["grey", "gray", "dark grey"]),
@@ -199,10 +200,12 @@ def _article(word: str) -> str:
 
 
 def caption(colour: str, shape: str, motion: str, rng: random.Random, background: str | None = None,
-            bg_prob: float = 0.3) -> str:
+            bg_prob: float = 0.3, default_background: str | None = None) -> str:
     """One caption for the attributes, drawn from the grammar with `rng`.
 
-    With probability `bg_prob` (and a known `background`), the background colour is named too."""
+    With probability `bg_prob` (and a known `background`), the background colour is named too; with
+    `default_background`, any other background is always named, so that a caption which names none
+    means that one (the default model's captions: an unnamed background is grey, not a coin toss)."""
     c = rng.choice(COLOURS[colour][1])
     s = rng.choice(SHAPES[shape])
     m = rng.choice(MOTIONS[motion])
@@ -216,7 +219,8 @@ def caption(colour: str, shape: str, motion: str, rng: random.Random, background
     else:
         a = _article(s)
     text = tpl.format(a=a, c=c, s=s, m=m).strip().rstrip(",")
-    if background is not None and rng.random() < bg_prob:
+    if background is not None and (rng.random() < bg_prob
+                                   or (default_background is not None and background != default_background)):
         b = rng.choice(BACKGROUNDS[background][1])
         bt = rng.choice(BG_TEMPLATES)
         text += bt.format(a=_article(b), b=b)

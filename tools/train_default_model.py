@@ -94,6 +94,9 @@ DEFAULTS = dict(
     vae_batch=2, vae_frames=17, vae_lr=3e-4, vae_kl=1e-4, vae_bf16=1,
     latent_clips=6000,
     vaedec_steps=3000, vaedec_lr=2e-4,
+    # A caption that names no background means this one (other backgrounds are always named); "" names
+    # them at random (30%), so that an unnamed background is any of the three.
+    default_bg=sd.DEFAULT_BACKGROUND,
     dit_steps=10500, dit_batch=24, dit_lr=4e-4, dit_bf16=1, dit_shift=3.0, cfg_drop=0.1, ema=0.999,
 )
 
@@ -714,7 +717,8 @@ def dit_batch(a, step: int, lat: dict, n_train: int):
     prompts = []
     for i in idx:
         c, s, m, bgname = lat["attrs"][i]
-        prompts.append("" if rng.random() < a.cfg_drop else sd.caption(c, s, m, rng, bgname))
+        prompts.append("" if rng.random() < a.cfg_drop
+                       else sd.caption(c, s, m, rng, bgname, default_background=a.default_bg or None))
     ii = torch.tensor(idx)
     mu = lat["mu"][ii].float()
     std = lat["std"][ii].float()
@@ -841,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.variety not in sd.VARIETIES:
         ap.error(f"--variety: unknown {a.variety!r} (known: {', '.join(sd.VARIETIES)})")
     sd.VARIETY = a.variety
+    if a.default_bg and a.default_bg not in sd.BACKGROUNDS:
+        ap.error(f"--default-bg: unknown {a.default_bg!r} (known: {', '.join(sd.BACKGROUNDS)}, or '' for none)")
     torch.set_num_threads(a.threads)
     os.makedirs(a.work, exist_ok=True)
     log = Log(os.path.join(a.work, "train.log"))
