@@ -99,7 +99,12 @@ def export(a) -> None:
 
     pipe, step = build_pipeline(a.work, a.shift)
     dtype = DTYPES[a.dtype]
+    card = None
     if os.path.exists(a.out):
+        card_path = os.path.join(a.out, "MODEL_CARD.md")  # written by hand: kept across exports
+        if os.path.exists(card_path):
+            with open(card_path, "rb") as f:
+                card = f.read()
         shutil.rmtree(a.out)
     for m in (pipe.text_encoder, pipe.transformer, pipe.vae):
         m.to(dtype)
@@ -109,6 +114,9 @@ def export(a) -> None:
     with open(os.path.join(a.out, "reel.json"), "w") as f:
         json.dump(REEL_JSON, f, indent=1)
         f.write("\n")
+    if card is not None:
+        with open(os.path.join(a.out, "MODEL_CARD.md"), "wb") as f:
+            f.write(card)
     # The tokenizer files exactly as trained (save_pretrained may re-serialise tokenizer.json).
     tdir = os.path.join(a.out, "tokenizer")
     shutil.rmtree(tdir)
