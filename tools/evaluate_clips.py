@@ -387,9 +387,12 @@ def evaluate_folder(prompts: str, clips: str, rows: list[dict] | None = None,
         clip = load_clip(path)
         preds.append(analyse(clip))
         if sheet and len(shown) < 8:
-            shown.append((clip, row["prompt"]))
+            p = preds[-1]
+            seed = f" (seed {row['seed']})" if "seed" in row else ""
+            verdict = " ".join(str(p[a]) for a in ATTRS)
+            shown.append((clip, f'"{row["prompt"]}"{seed} - evaluator: {verdict}'))
     if sheet and shown:
-        sd.contact_sheet([c for c, _ in shown], [p for _, p in shown]).save(sheet)
+        sd.contact_sheet([c for c, _ in shown], [label for _, label in shown]).save(sheet)
         print(f"contact sheet: {sheet}")
     return score(rows, preds)
 
@@ -441,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="--reel: one more argument for `reel generate` (repeatable, e.g. --reel-arg=--steps=10)")
     ap.add_argument("--keep", action="store_true", help="--reel: keep clips already in --clips")
     ap.add_argument("--stride", type=int, default=1, help="only every N-th prompt (after --count)")
-    ap.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the first 8 clips (every 2nd frame)")
+    ap.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the first 8 clips (every 2nd frame), "
+                    "each labelled with its prompt, seed and the evaluator's verdict")
     ap.add_argument("--min-accuracy", type=float,
                     help="exit with status 1 if the attribute accuracy is below this fraction")
     args = ap.parse_args(argv)
