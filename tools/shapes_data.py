@@ -255,14 +255,18 @@ class Scene:
     size: int = SIZE
 
 
-# Ranges of the scene parameters per variety (radii and distances in pixels at 64x64); see random_scene.
+# Per variety: placement anywhere in the frame or near its centre, rotation in either direction or
+# clockwise only, and the ranges of the scene parameters (radii and distances in pixels at 64x64); see
+# random_scene.
 VARIETIES = {
     "canonical": {
+        "anywhere": False, "spin_both_ways": False,
         "r": (12.0, 13.5), "bounce_r": (10.5, 11.5), "small": (6.5, 7.5), "big": (13.5, 14.5),
         "rotate_r": (12.5, 13.5), "dist": (19.0, 23.0), "dist_diag": (15.0, 18.0), "bounce_h": (24.0, 28.0),
         "bounce_period": (11.0, 13.0), "bounce_phase": (0.0, 0.15), "angle0": (-8.0, 8.0), "spin": (2.5, 3.5),
     },
     "wide": {
+        "anywhere": True, "spin_both_ways": True,
         "r": (8.0, 11.0), "bounce_r": (7.0, 9.5), "small": (4.5, 6.0), "big": (13.0, 15.0),
         "rotate_r": (10.0, 13.0), "dist": (26.0, 36.0), "dist_diag": (20.0, 30.0), "bounce_h": (20.0, 30.0),
         "bounce_period": (10.0, 14.0), "bounce_phase": (0.0, 1.0), "angle0": (0.0, 360.0), "spin": (4.0, 7.0),
@@ -288,7 +292,6 @@ def random_scene(colour: str, shape: str, motion: str, rng: random.Random, backg
     if variety not in VARIETIES:
         raise ValueError(f"variety: unknown {variety!r} (known: {', '.join(VARIETIES)})")
     v = VARIETIES[variety]
-    wide = variety == "wide"
     if background is None:
         background = rng.choice(list(BACKGROUNDS))
     k = size / 64.0
@@ -303,8 +306,8 @@ def random_scene(colour: str, shape: str, motion: str, rng: random.Random, backg
         return rad * max(SHAPE_SCALE.values()) + 2 * k
 
     def place(lo, hi):
-        """A coordinate in [lo, hi]: anywhere ("wide"), or within JITTER of the frame's centre."""
-        if wide:
+        """A coordinate in [lo, hi]: anywhere, or within JITTER of the frame's centre."""
+        if v["anywhere"]:
             return rng.uniform(lo, hi)
         return min(max(c + rng.uniform(-JITTER, JITTER) * k, lo), hi)
 
@@ -319,7 +322,7 @@ def random_scene(colour: str, shape: str, motion: str, rng: random.Random, backg
             if d == 0:
                 p = place(lo, hi)
                 return p, p
-            if wide:
+            if v["anywhere"]:
                 start = rng.uniform(lo, hi - dist)
             else:  # the path's midpoint near the centre
                 start = place(lo + dist / 2, hi - dist / 2) - dist / 2
@@ -347,8 +350,8 @@ def random_scene(colour: str, shape: str, motion: str, rng: random.Random, backg
         cx0 = cx1 = place(m, size - m)
         cy0 = cy1 = place(m, size - m)
         spin = rng.uniform(*v["spin"])
-        direction = rng.choice([-1, 1])
-        spin *= direction if wide else 1
+        direction = rng.choice([-1, 1])  # drawn either way, so both varieties draw the same numbers
+        spin *= direction if v["spin_both_ways"] else 1
         angle0 = rng.uniform(*v["angle0"])
     elif motion == "still":
         m = margin(r)

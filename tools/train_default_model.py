@@ -839,14 +839,11 @@ def main(argv: list[str] | None = None) -> int:
     # One thread: on this shared 2-core machine two OpenMP threads wait on each other at every
     # barrier and run 4-6x slower than one.
     ap.add_argument("--threads", type=int, default=1)
+    choices = {"variety": list(sd.VARIETIES), "default_bg": ["", *sd.BACKGROUNDS]}
     for k, v in DEFAULTS.items():
-        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+        ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v, choices=choices.get(k))
     a = ap.parse_args(argv)
-    if a.variety not in sd.VARIETIES:
-        ap.error(f"--variety: unknown {a.variety!r} (known: {', '.join(sd.VARIETIES)})")
     sd.VARIETY = a.variety
-    if a.default_bg and a.default_bg not in sd.BACKGROUNDS:
-        ap.error(f"--default-bg: unknown {a.default_bg!r} (known: {', '.join(sd.BACKGROUNDS)}, or '' for none)")
     torch.set_num_threads(a.threads)
     os.makedirs(a.work, exist_ok=True)
     log = Log(os.path.join(a.work, "train.log"))
